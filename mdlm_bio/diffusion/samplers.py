@@ -1,0 +1,331 @@
+"""Reverse-process samplers for absorbing diffusion.
+
+Every sampler talks to the network through one call, `denoiser(z_t, t) -> logits`
+with z_t [B, L] and t [B], applies SUBS itself, draws categoricals in float64 by
+default, takes a seed or torch.Generator, and reports how many network calls it
+made. Infilling is the same samplers started from a partly clamped z: SUBS
+carries unmasked positions over, so clamped tokens never change.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import torch
+from torch import Tensor
+
+from .objectives import subs_log_probs
+from .process import check_mask_id, check_tokens, make_generator
+from .schedules import CosineSchedule, NoiseSchedule
+
+Denoiser = Callable[[Tensor, Tensor], Tensor]
+TimeGrid = Literal["uniform", "cosine"]
+
+
+@dataclass(frozen=True)
+class SampleOutput:
+    tokens: Tensor
+    num_calls: int
+
+
+# --------------------------------------------------------------------------- categorical draws
+
+
+def gumbel_from_uniform(u: Tensor) -> Tensor:
+    """Gumbel(0, 1) noise from uniforms u in (0, 1).
+
+    Its range is set by the float format of u: the largest float below 1 caps the
+    noise at about 16.6 in float32 but 36.7 in float64. Any token whose log-prob
+    sits more than ~19.4 nats under the leader (16.6 plus the 2.8 floor of the
+    leader's own noise) can therefore never be drawn in float32. That silently
+    lowers the sampling temperature (Zheng et al. 2024), hence float64 by default.
+    """
+    tiny = torch.finfo(u.dtype).tiny
+    return -torch.log(-torch.log(u.clamp_min(tiny)))
+
+
+def top_p_filter(log_probs: Tensor, top_p: float) -> Tensor:
+    """Nucleus filtering: keep the smallest set of most likely tokens whose mass
+    reaches top_p (always at least the top token), renormalised."""
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must lie in (0, 1]; got {top_p}")
+    if top_p == 1.0:
+        return log_probs
+    sorted_log_probs, order = log_probs.sort(dim=-1, descending=True)
+    mass_before = sorted_log_probs.exp().cumsum(dim=-1) - sorted_log_probs.exp()
+    drop_sorted = mass_before >= top_p
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return log_probs.masked_fill(drop, float("-inf")).log_softmax(dim=-1)
+
+
+def sample_categorical(
+    log_probs: Tensor,
+    generator: torch.Generator | None = None,
+    *,
+    dtype: torch.dtype = torch.float64,
+    top_p: float | None = None,
+) -> Tensor:
+    """Draw one index per row of `log_probs` [..., V] by Gumbel-max in `dtype`."""
+    log_probs = log_probs.to(dtype)
+    if top_p is not None:
+        log_probs = top_p_filter(log_probs, top_p)
+    u = torch.rand(log_probs.shape, generator=generator, device=log_probs.device, dtype=dtype)
+    return (log_probs + gumbel_from_uniform(u)).argmax(dim=-1)
+
+
+# --------------------------------------------------------------------------- time grids
+
+
+def time_grid(schedule: NoiseSchedule, steps: int, grid: TimeGrid = "uniform") -> Tensor:
+    """Decreasing float64 times t_0 = 1 > ... > t_steps = 0 for an ancestral sampler.
+
+    "uniform" spaces steps evenly in t. "cosine" spaces them so that alpha follows
+    MD4's cosine schedule whatever the model was trained with: it picks the cosine
+    alpha levels and maps them back to t through the schedule's inverse.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be a positive integer; got {steps}")
+    uniform = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
+    if grid == "uniform":
+        return uniform
+    if grid == "cosine":
+        grid_times = schedule.t_of_alpha(CosineSchedule().alpha(uniform))
+        grid_times[0], grid_times[-1] = 1.0, 0.0
+        return grid_times
+    raise ValueError(f"unknown time grid {grid!r}; choose 'uniform' or 'cosine'")
+
+
+# --------------------------------------------------------------------------- shared plumbing
+
+
+def all_masked(batch_size: int, length: int, mask_id: int, device: torch.device | str = "cpu") -> Tensor:
+    """The prior sample z_1: every position masked."""
+    return torch.full((batch_size, length), mask_id, dtype=torch.long, device=device)
+
+
+def clamp_for_infilling(tokens: Tensor, clamp: Tensor, mask_id: int) -> Tensor:
+    """Start state for infilling: keep tokens where `clamp` is True, mask the rest."""
+    check_tokens(tokens)
+    if clamp.shape != tokens.shape or clamp.dtype != torch.bool:
+        raise ValueError(f"clamp must be a bool tensor of shape {tuple(tokens.shape)}")
+    return torch.where(clamp, tokens.long(), torch.full_like(tokens, mask_id, dtype=torch.long))
+
+
+class _CountingDenoiser:
+    """Calls the network, applies SUBS, counts calls and validates the output."""
+
+    def __init__(self, denoiser: Denoiser, mask_id: int) -> None:
+        self.denoiser, self.mask_id, self.calls = denoiser, mask_id, 0
+
+    def __call__(self, z: Tensor, t: Tensor) -> Tensor:
+        self.calls += 1
+        logits = self.denoiser(z, t)
+        return subs_log_probs(logits, z, self.mask_id)
+
+
+def _start_state(z_init: Tensor, mask_id: int) -> Tensor:
+    check_tokens(z_init, "z_init")
+    if mask_id < 0:
+        raise ValueError(f"mask_id must be non-negative; got {mask_id}")
+    return z_init.long().clone()
+
+
+def _draw_tokens(
+    log_probs: Tensor, generator: torch.Generator | None, dtype: torch.dtype, top_p: float | None, greedy: bool
+) -> Tensor:
+    if greedy:
+        return log_probs.argmax(dim=-1)
+    return sample_categorical(log_probs, generator, dtype=dtype, top_p=top_p)
+
+
+# --------------------------------------------------------------------------- ancestral / cached
+
+
+def ancestral_sample(
+    denoiser: Denoiser,
+    z_init: Tensor,
+    schedule: NoiseSchedule,
+    mask_id: int,
+    *,
+    steps: int,
+    grid: TimeGrid = "uniform",
+    cache: bool = False,
+    top_p: float | None = None,
+    greedy_final: bool = False,
+    generator: int | torch.Generator | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> SampleOutput:
+    """MDLM's ancestral sampler on a grid of `steps` steps from t=1 to t=0.
+
+    On a step t -> s a masked position unmasks with probability
+    (alpha_s - alpha_t) / (1 - alpha_t), taking a token drawn from x_theta;
+    unmasked positions never change. At s = 0 (alpha = 1) every remaining mask
+    is filled, so the output holds no mask token.
+
+    cache=True is MDLM's ddpm_cache: when a step changes no token the previous
+    network output is reused. It is exact only for denoisers that ignore t (no
+    time conditioning); random draws are identical with and without the cache.
+    greedy_final takes the argmax instead of a draw on the last step.
+    """
+    z = _start_state(z_init, mask_id)
+    net = _CountingDenoiser(denoiser, mask_id)
+    generator = make_generator(generator, z.device)
+    times = time_grid(schedule, steps, grid)
+    batch = z.shape[0]
+    log_probs: Tensor | None = None
+    for step in range(steps):
+        t, s = times[step], times[step + 1]
+        masked = z == mask_id
+        if not bool(masked.any()):
+            break
+        if log_probs is None or not cache:
+            log_probs = net(z, torch.full((batch,), float(t), device=z.device))
+        alpha_t, alpha_s = schedule.alpha(t), schedule.alpha(s)
+        unmask_prob = ((alpha_s - alpha_t) / (1.0 - alpha_t).clamp_min(1e-300)).clamp(0.0, 1.0)
+        unmask = torch.rand(z.shape, generator=generator, device=z.device, dtype=torch.float64) < unmask_prob.item()
+        is_last = step == steps - 1
+        if is_last:
+            unmask = torch.ones_like(unmask)
+        update = masked & unmask
+        if bool(update.any()):
+            tokens = _draw_tokens(log_probs, generator, dtype, top_p, greedy=greedy_final and is_last)
+            z = torch.where(update, tokens, z)
+            log_probs = None
+    return SampleOutput(tokens=z, num_calls=net.calls)
+
+
+# --------------------------------------------------------------------------- first hitting
+
+
+def first_hitting_sample(
+    denoiser: Denoiser,
+    z_init: Tensor,
+    schedule: NoiseSchedule,
+    mask_id: int,
+    *,
+    top_p: float | None = None,
+    generator: int | torch.Generator | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> SampleOutput:
+    """Exact first-hitting sampler (Zheng et al. 2024): one unmasking event per call.
+
+    Given n masked positions at time t, each was masked at an independent time
+    whose conditional CDF is (1 - alpha_s) / (1 - alpha_t) for s <= t, so the
+    next reverse event is at s with 1 - alpha_s = (1 - alpha_t) u^(1/n), u ~ U(0, 1).
+    One uniformly chosen masked position is unmasked there, with a token drawn
+    from x_theta(z, s). No time discretisation error, and at most L calls.
+    """
+    z = _start_state(z_init, mask_id)
+    net = _CountingDenoiser(denoiser, mask_id)
+    generator = make_generator(generator, z.device)
+    batch = z.shape[0]
+    rows = torch.arange(batch, device=z.device)
+    t = torch.ones(batch, dtype=torch.float64, device=z.device)
+    while True:
+        masked = z == mask_id
+        num_masked = masked.sum(dim=-1)
+        active = num_masked > 0
+        if not bool(active.any()):
+            break
+        u = torch.rand(batch, generator=generator, device=z.device, dtype=torch.float64)
+        exponent = 1.0 / num_masked.clamp_min(1).to(torch.float64)
+        one_minus_alpha_s = (1.0 - schedule.alpha(t)) * u.pow(exponent)
+        s = torch.where(active, schedule.t_of_alpha(1.0 - one_minus_alpha_s), t)
+        log_probs = net(z, s.to(torch.float32))
+        # Pick one masked position uniformly: Gumbel-max over the masked set.
+        choice_noise = torch.rand(z.shape, generator=generator, device=z.device, dtype=torch.float64)
+        position = choice_noise.masked_fill(~masked, -1.0).argmax(dim=-1)
+        tokens = _draw_tokens(log_probs[rows, position], generator, dtype, top_p, greedy=False)
+        z[rows[active], position[active]] = tokens[active]
+        t = s
+    return SampleOutput(tokens=z, num_calls=net.calls)
+
+
+# --------------------------------------------------------------------------- semi-autoregressive
+
+
+BlockSampler = Callable[[Tensor], SampleOutput]
+
+
+def semi_autoregressive_sample(
+    sample_block: BlockSampler,
+    *,
+    batch_size: int,
+    length: int,
+    block_length: int,
+    stride: int,
+    mask_id: int,
+    prompt: Tensor | None = None,
+    device: torch.device | str = "cpu",
+) -> SampleOutput:
+    """Generate `length` tokens with a model whose context is `block_length`.
+
+    The first window is sampled with the prompt (if any) clamped at its start.
+    Each further window keeps the last block_length - stride generated tokens
+    (more for a shorter final window, so every window is full) as a clamped
+    prefix and samples `stride` new masked positions after it, so any length is
+    reachable. `sample_block(z_init)` is any sampler above, partially
+    applied, e.g. functools.partial(ancestral_sample, net, schedule=..., ...).
+    """
+    if not 0 < stride <= block_length:
+        raise ValueError(f"stride must lie in [1, block_length={block_length}]; got {stride}")
+    if length < 1:
+        raise ValueError(f"length must be positive; got {length}")
+    prefix = torch.empty((batch_size, 0), dtype=torch.long, device=device)
+    if prompt is not None:
+        check_tokens(prompt, "prompt")
+        if prompt.shape[0] != batch_size:
+            raise ValueError(f"prompt batch {prompt.shape[0]} differs from batch_size {batch_size}")
+        if prompt.shape[1] >= min(length, block_length):
+            raise ValueError(
+                f"prompt length {prompt.shape[1]} must be shorter than both length={length} "
+                f"and block_length={block_length}"
+            )
+        prefix = prompt.long().to(device)
+    first_window = min(length, block_length)
+    z = torch.cat([prefix, all_masked(batch_size, first_window - prefix.shape[1], mask_id, device)], dim=1)
+    out = sample_block(z)
+    generated, calls = out.tokens, out.num_calls
+    while generated.shape[1] < length:
+        new = min(stride, length - generated.shape[1])
+        context = generated[:, generated.shape[1] - (block_length - new) :]
+        out = sample_block(torch.cat([context, all_masked(batch_size, new, mask_id, device)], dim=1))
+        generated = torch.cat([generated, out.tokens[:, context.shape[1] :]], dim=1)
+        calls += out.num_calls
+    return SampleOutput(tokens=generated, num_calls=calls)
+
+
+# --------------------------------------------------------------------------- guidance
+
+
+def classifier_free_guidance(cond_logits: Tensor, uncond_logits: Tensor, weight: float) -> Tensor:
+    """Log of p_cond^w p_uncond^(1-w), renormalised per position (Schiff et al. 2024).
+
+    w = 1 is plain conditional sampling, w = 0 unconditional, w > 1 pushes samples
+    further toward the condition.
+    """
+    if cond_logits.shape != uncond_logits.shape:
+        raise ValueError(
+            f"conditional and unconditional logits differ in shape: "
+            f"{tuple(cond_logits.shape)} vs {tuple(uncond_logits.shape)}"
+        )
+    if not math.isfinite(weight):
+        raise ValueError(f"guidance weight must be finite; got {weight}")
+    cond = cond_logits.float().log_softmax(dim=-1)
+    uncond = uncond_logits.float().log_softmax(dim=-1)
+    # Avoid inf * 0 = nan where both branches rule a token out (e.g. the mask token).
+    mixed = torch.where(
+        torch.isinf(cond) & torch.isinf(uncond), cond, weight * cond + (1.0 - weight) * uncond
+    )
+    return mixed.log_softmax(dim=-1)
+
+
+def guided_denoiser(cond: Denoiser, uncond: Denoiser, weight: float) -> Denoiser:
+    """A denoiser whose output is the CFG mixture of two others (two passes per call)."""
+
+    def denoise(z: Tensor, t: Tensor) -> Tensor:
+        return classifier_free_guidance(cond(z, t), uncond(z, t), weight)
+
+    return denoise
