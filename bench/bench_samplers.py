@@ -1,0 +1,63 @@
+"""Sampler speed: wall time, network calls and samples/s of ancestral vs cached vs first-hitting.
+
+Runs a small untrained, time-independent transformer denoiser so the numbers measure the samplers'
+cost structure (network calls and per-step overhead), not model quality. Ratios are against the
+plain ancestral sampler measured in the same run.
+
+    python bench/bench_samplers.py --batch 16 --length 128 --steps 100 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+
+import torch
+
+from mdlm_bio.diffusion import LogLinearSchedule, all_masked, ancestral_sample, first_hitting_sample
+from mdlm_bio.engine_demo import MASK_ID, TinyDenoiser
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--length", type=int, default=128)
+    parser.add_argument("--steps", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    model = TinyDenoiser(args.length, width=96, layers=2).eval()
+    schedule = LogLinearSchedule()
+    rows = []
+    with torch.inference_mode():
+        for steps in args.steps:
+            runs = {
+                "ancestral": lambda: ancestral_sample(model, all_masked(args.batch, args.length, MASK_ID), schedule, MASK_ID, steps=steps, generator=0),
+                "cached": lambda: ancestral_sample(model, all_masked(args.batch, args.length, MASK_ID), schedule, MASK_ID, steps=steps, cache=True, generator=0),
+                "first-hitting": lambda: first_hitting_sample(model, all_masked(args.batch, args.length, MASK_ID), schedule, MASK_ID, generator=0),
+            }
+            timings = {}
+            for name, run in runs.items():
+                start = time.perf_counter()
+                out = run()
+                timings[name] = (time.perf_counter() - start, out.num_calls)
+            base = timings["ancestral"][0]
+            for name, (seconds, calls) in timings.items():
+                rows.append({"sampler": name, "steps": steps, "length": args.length, "batch": args.batch,
+                             "seconds": seconds, "calls": calls, "samples_per_s": args.batch / seconds,
+                             "time_vs_ancestral": seconds / base})
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"rows": rows, "peak_rss_mib": peak_mib}, handle, indent=2)
+    print(f"{'sampler':<14}{'T':>6}{'calls':>7}{'seconds':>9}{'samples/s':>11}{'time/ancestral':>16}")
+    for r in rows:
+        print(f"{r['sampler']:<14}{r['steps']:>6}{r['calls']:>7}{r['seconds']:>9.2f}{r['samples_per_s']:>11.1f}{r['time_vs_ancestral']:>16.2f}")
+    print(f"peak RSS {peak_mib:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
