@@ -34,10 +34,11 @@ def main() -> None:
     rows = []
     with torch.inference_mode():
         for steps in args.steps:
+            masked = all_masked(args.batch, args.length, MASK_ID)
             runs = {
-                "ancestral": lambda: ancestral_sample(model, all_masked(args.batch, args.length, MASK_ID), schedule, MASK_ID, steps=steps, generator=0),
-                "cached": lambda: ancestral_sample(model, all_masked(args.batch, args.length, MASK_ID), schedule, MASK_ID, steps=steps, cache=True, generator=0),
-                "first-hitting": lambda: first_hitting_sample(model, all_masked(args.batch, args.length, MASK_ID), schedule, MASK_ID, generator=0),
+                "ancestral": lambda: ancestral_sample(model, masked, schedule, MASK_ID, steps=steps, generator=0),
+                "cached": lambda: ancestral_sample(model, masked, schedule, MASK_ID, steps=steps, cache=True, generator=0),
+                "first-hitting": lambda: first_hitting_sample(model, masked, schedule, MASK_ID, generator=0),
             }
             timings = {}
             for name, run in runs.items():

@@ -1,5 +1,5 @@
-from Bio import SeqIO
 import pytest
+from Bio import SeqIO
 
 from mdlm_bio.cli import main
 

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from .objectives import subs_log_probs
-from .process import check_mask_id, check_tokens, make_generator
+from .process import check_tokens, make_generator
 from .schedules import CosineSchedule, NoiseSchedule
 
 Denoiser = Callable[[Tensor, Tensor], Tensor]
