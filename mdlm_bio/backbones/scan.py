@@ -1,0 +1,144 @@
+"""Selective scan (Mamba's S6 recurrence) in pure torch, with mamba-ssm kernels on CUDA.
+
+The recurrence h_l = a_l * h_{l-1} + x_l is linear, so both its output and its
+backward pass are scans. We compute them chunk-parallel without autograd and
+wrap them in a custom Function: memory stays O(L) per state (no saved graph of
+L steps), and Python only loops over chunk offsets, never over positions.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+CHUNK = 32
+
+
+def linear_recurrence(decay: Tensor, inputs: Tensor, reverse: bool = False, chunk: int = CHUNK) -> Tensor:
+    """Solve h_l = decay_l * h_{l-1} + inputs_l (h_{-1} = 0) along dim 0 of contiguous tensors.
+
+    With `reverse`, solve h_l = decay_l * h_{l+1} + inputs_l from the end instead.
+    Two levels: a short sequential pass inside every chunk at once (vectorised
+    over all chunks), then the same recurrence on the chunk boundaries
+    (recursively), then one broadcast of each chunk's incoming state. Products
+    of decays in [0, 1] only shrink, so this stays exact in floating point,
+    unlike log-space or cumulative-product-division scans.
+    """
+    length = inputs.shape[0]
+    if length <= chunk:
+        return _sequential(decay, inputs, 0, reverse)[0]
+    num_chunks = -(-length // chunk)
+    padding = num_chunks * chunk - length
+    if padding:  # identity steps: decay 1, input 0
+        decay = torch.cat([decay, decay.new_ones(padding, *decay.shape[1:])])
+        inputs = torch.cat([inputs, inputs.new_zeros(padding, *inputs.shape[1:])])
+    rest = inputs.shape[1:]
+    # Views [num_chunks, chunk, ...]: step k of every chunk is one strided slab, no copies.
+    shape = (num_chunks, chunk, *rest)
+    local, carried = _sequential(decay.view(shape), inputs.view(shape), 1, reverse)
+    boundary = 0 if reverse else -1
+    incoming = linear_recurrence(
+        carried[:, boundary].contiguous(), local[:, boundary].contiguous(), reverse, chunk
+    ).unsqueeze(1)
+    if reverse:
+        local[:-1] += carried[:-1] * incoming[1:]
+    else:
+        local[1:] += carried[1:] * incoming[:-1]
+    return local.view(num_chunks * chunk, *rest)[:length]
+
+
+def _sequential(decay: Tensor, inputs: Tensor, dim: int, reverse: bool) -> tuple[Tensor, Tensor]:
+    """States and running decay products, stepping along `dim` in Python (used only for short spans)."""
+    states, products = torch.empty_like(inputs), torch.empty_like(decay)
+    order = range(inputs.shape[dim] - 1, -1, -1) if reverse else range(inputs.shape[dim])
+    previous = None
+    for index in order:
+        step, state, product = decay.select(dim, index), states.select(dim, index), products.select(dim, index)
+        if previous is None:
+            state.copy_(inputs.select(dim, index))
+            product.copy_(step)
+        else:
+            torch.addcmul(inputs.select(dim, index), step, states.select(dim, previous), out=state)
+            torch.mul(products.select(dim, previous), step, out=product)
+        previous = index
+    return states, products
+
+
+class _LinearRecurrence(torch.autograd.Function):
+    """Autograd for h = scan(a, x): dL/dx is the reverse scan of dL/dh with decays a_{l+1}; dL/da_l = g_l * h_{l-1}."""
+
+    @staticmethod
+    def forward(ctx, decay: Tensor, inputs: Tensor) -> Tensor:  # type: ignore[override]
+        states = linear_recurrence(decay.contiguous(), inputs.contiguous())
+        ctx.save_for_backward(decay, states)
+        return states
+
+    @staticmethod
+    def backward(ctx, grad_states: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        decay, states = ctx.saved_tensors
+        next_decay = torch.cat([decay[1:], torch.zeros_like(decay[:1])])
+        grad_inputs = linear_recurrence(next_decay, grad_states.contiguous(), reverse=True)
+        grad_decay = torch.zeros_like(decay)
+        torch.mul(grad_inputs[1:], states[:-1], out=grad_decay[1:])
+        return grad_decay, grad_inputs
+
+
+def scan(decay: Tensor, inputs: Tensor) -> Tensor:
+    """Differentiable h_l = decay_l * h_{l-1} + inputs_l along dim 0."""
+    return _LinearRecurrence.apply(decay, inputs)
+
+
+def selective_scan_torch(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+) -> Tensor:
+    """Mamba's selective scan with mamba-ssm's argument layout.
+
+    u, delta, z: [B, E, L]; A: [E, N]; B, C: [B, N, L]; D, delta_bias: [E].
+    Zero-order hold for A (exp(delta A)) and Euler for B (delta B u), as in the
+    reference implementation, so checkpoints trained with the kernels load here.
+    Runs in float32 at least, whatever the autocast dtype.
+    """
+    dtype = u.dtype
+    work = torch.promote_types(u.dtype, torch.float32)
+    u, delta, A, B, C = (x.to(work) for x in (u, delta, A, B, C))
+    if delta_bias is not None:
+        delta = delta + delta_bias.to(work)[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    # Length-first contiguous layout [L, B, E, N], so the scan walks contiguous slabs.
+    delta_l = delta.permute(2, 0, 1).contiguous()
+    decay = torch.exp(delta_l.unsqueeze(-1) * A)
+    drive = (delta_l * u.permute(2, 0, 1)).unsqueeze(-1) * B.permute(2, 0, 1).contiguous().unsqueeze(2)
+    states = scan(decay, drive)
+    y = torch.einsum("lben,lbn->bel", states, C.permute(2, 0, 1))
+    if D is not None:
+        y = y + D.to(work)[:, None] * u
+    if z is not None:
+        y = y * F.silu(z.to(work))
+    return y.to(dtype)
+
+
+def _kernel_scan():
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+    except ImportError:
+        return None
+    return selective_scan_fn
+
+
+def selective_scan(u: Tensor, *args, **kwargs) -> Tensor:
+    """Use mamba-ssm's fused CUDA kernel when it is installed and u is on CUDA, else torch."""
+    if u.is_cuda:
+        kernel = _kernel_scan()
+        if kernel is not None:
+            return kernel(u, *args, **kwargs)
+    return selective_scan_torch(u, *args, **kwargs)
