@@ -1,0 +1,1 @@
+"""YAML presets (data, not code), shipped inside the installed package as mdlm_bio.configs."""

@@ -1,0 +1,35 @@
+"""Backbones: nn.Modules with one call, `logits = backbone(tokens[B, L], t[B] or None)`.
+
+DiT (text, MDLM), Caduceus-PS/-Ph and causal Mamba (DNA), their presets in
+configs/backbone, and importers for the published checkpoints.
+"""
+
+from .caduceus import (
+    CADUCEUS_COMPLEMENT_MAP,
+    Caduceus,
+    PostHocConjoined,
+    reverse_complement_logits,
+    reverse_complement_tokens,
+)
+from .dit import DiT
+from .mamba import BiMamba, Mamba
+from .pretrained import CheckpointError, load_pretrained
+from .registry import build_backbone, count_parameters, describe, load_preset, preset_names
+
+__all__ = [
+    "CADUCEUS_COMPLEMENT_MAP",
+    "BiMamba",
+    "Caduceus",
+    "CheckpointError",
+    "DiT",
+    "Mamba",
+    "PostHocConjoined",
+    "build_backbone",
+    "count_parameters",
+    "describe",
+    "load_pretrained",
+    "load_preset",
+    "preset_names",
+    "reverse_complement_logits",
+    "reverse_complement_tokens",
+]

@@ -1,0 +1,184 @@
+"""Caduceus: BiMamba stacks for DNA, optionally reverse-complement equivariant (Schiff et al. 2024).
+
+Caduceus-PS shares parameters between strands: the hidden state is 2D wide, the
+second half holds the reverse-complement strand with its channels reversed, and
+every layer applies the same module to both halves. Then
+logits(RC(z)) = RC(logits(z)) holds exactly, for any input, masks included.
+Caduceus-Ph is the plain (D wide) model; it gains RC invariance post hoc by
+averaging over both strands (`PostHocConjoined`).
+
+The layer arithmetic (including the per-layer half swap of the fused residual
+path) follows the published implementation, so its checkpoints load unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .mamba import BiMamba, Mamba, RMSNorm, at_least_float32
+
+# Caduceus's character vocabulary: [CLS] [SEP] [BOS] [MASK] [PAD] [RESERVED] [UNK] A C G T N, padded to 16.
+CADUCEUS_VOCAB_SIZE = 16
+CADUCEUS_COMPLEMENT_MAP = (0, 1, 2, 3, 4, 5, 6, 10, 9, 8, 7, 11, 12, 13, 14, 15)
+
+
+def check_complement_map(complement_map: Sequence[int], vocab_size: int) -> None:
+    """A complement map must be an involution on [0, V): complementing twice gives the token back."""
+    if len(complement_map) != vocab_size:
+        raise ValueError(f"complement_map has {len(complement_map)} entries but vocab_size is {vocab_size}")
+    if sorted(complement_map) != list(range(vocab_size)) or any(
+        complement_map[complement_map[i]] != i for i in range(vocab_size)
+    ):
+        raise ValueError("complement_map must be an involution on [0, vocab_size), e.g. A<->T, C<->G, specials fixed")
+
+
+def reverse_complement_tokens(tokens: Tensor, complement_map: Tensor) -> Tensor:
+    """[B, L] token ids -> the reverse complement strand."""
+    return complement_map[tokens].flip(-1)
+
+
+def reverse_complement_logits(logits: Tensor, complement_map: Tensor) -> Tensor:
+    """[B, L, V] per-position scores -> the same scores in reverse-complement coordinates."""
+    return logits.flip(1)[..., complement_map]
+
+
+def flip_strand(hidden: Tensor) -> Tensor:
+    """Reverse both length and channels: how an RCPS half maps to the other strand."""
+    return hidden.flip(1, 2)
+
+
+class Caduceus(nn.Module):
+    """tokens [B, L] -> logits [B, L, V]; `t` is accepted and ignored (MDLM trains DNA without it).
+
+    `bidirectional=False` (with `rcps=False`) gives a causal Mamba LM whose
+    logits at position l predict token l + 1: the autoregressive DNA baseline.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int = CADUCEUS_VOCAB_SIZE,
+        d_model: int = 256,
+        n_layer: int = 16,
+        rcps: bool = True,
+        bidirectional: bool = True,
+        complement_map: Sequence[int] | None = None,
+        bidirectional_weight_tie: bool = True,
+        norm_eps: float = 1e-5,
+        **mamba_kwargs,
+    ) -> None:
+        super().__init__()
+        if complement_map is None:
+            if vocab_size != CADUCEUS_VOCAB_SIZE:
+                raise ValueError(f"give a complement_map for vocab_size {vocab_size}")
+            complement_map = CADUCEUS_COMPLEMENT_MAP
+        check_complement_map(complement_map, vocab_size)
+        if rcps and not bidirectional:
+            raise ValueError("rcps needs bidirectional=True: the reverse strand of a causal model would see the future")
+        self.rcps = rcps
+        self.d_model = d_model
+        self.register_buffer("complement_map", torch.tensor(complement_map, dtype=torch.long))
+        self.embedding = nn.Embedding(vocab_size, d_model)
+        self.layers = nn.ModuleList(
+            CaduceusLayer(d_model, bidirectional, bidirectional_weight_tie, norm_eps, **mamba_kwargs)
+            for _ in range(n_layer)
+        )
+        self.norm_f = RMSNorm(d_model, norm_eps)
+        self._init_weights(n_layer)
+
+    def _init_weights(self, n_layer: int) -> None:
+        """Caduceus's init: small embeddings, zero linear biases, out_proj shrunk by sqrt(depth)."""
+        nn.init.normal_(self.embedding.weight, std=0.02)
+        for mamba in self.layers.modules():
+            if isinstance(mamba, Mamba):
+                nn.init.kaiming_uniform_(mamba.out_proj.weight, a=math.sqrt(5))
+                with torch.no_grad():
+                    mamba.out_proj.weight /= math.sqrt(n_layer)
+
+    @property
+    def width(self) -> int:
+        """Channels of the hidden state: 2D for RCPS (both strands), D otherwise."""
+        return 2 * self.d_model if self.rcps else self.d_model
+
+    def _strandwise(self, module: Callable[[Tensor], Tensor], hidden: Tensor) -> Tensor:
+        """Apply one module to both RCPS halves, the second in its own strand's frame, in one batched call."""
+        if not self.rcps:
+            return module(hidden)
+        forward, reverse = hidden.split(self.d_model, dim=-1)
+        out = module(torch.cat([forward, flip_strand(reverse)], dim=0))
+        out_forward, out_reverse = out.chunk(2, dim=0)
+        return torch.cat([out_forward, flip_strand(out_reverse)], dim=-1)
+
+    def _embed(self, tokens: Tensor) -> Tensor:
+        hidden = self.embedding(tokens)
+        if not self.rcps:
+            return hidden
+        return torch.cat([hidden, self.embedding(self.complement_map[tokens]).flip(-1)], dim=-1)
+
+    def _swap_halves(self, hidden: Tensor) -> Tensor:
+        forward, reverse = hidden.split(self.d_model, dim=-1)
+        return torch.cat([reverse, forward], dim=-1)
+
+    def hidden_states(self, tokens: Tensor) -> Tensor:
+        """Final normed hidden states [B, L, width]."""
+        hidden, residual = self._embed(tokens), None
+        for layer in self.layers:
+            residual = at_least_float32(hidden) if residual is None else residual + hidden
+            if self.rcps:
+                residual = self._swap_halves(residual)
+            hidden = self._strandwise(layer, residual)
+        return self._strandwise(self.norm_f, residual + hidden)
+
+    def features(self, tokens: Tensor, t: Tensor | None = None) -> Tensor:
+        """Per-position features [B, L, D] for downstream heads; for RCPS the two strands are averaged,
+        so features(RC(z)) = features(z) reversed along length, and mean pooling is RC invariant."""
+        hidden = self.hidden_states(tokens)
+        if not self.rcps:
+            return hidden
+        forward, reverse = hidden.split(self.d_model, dim=-1)
+        return (forward + reverse.flip(-1)) / 2
+
+    def forward(self, tokens: Tensor, t: Tensor | None = None) -> Tensor:
+        hidden = self.hidden_states(tokens)
+        weight = self.embedding.weight
+        if not self.rcps:
+            return hidden @ weight.T
+        forward, reverse = hidden.split(self.d_model, dim=-1)
+        return forward @ weight.T + reverse.flip(-1) @ weight[self.complement_map].T
+
+
+class CaduceusLayer(nn.Module):
+    """norm then (Bi)Mamba, applied to one strand's residual stream."""
+
+    def __init__(self, d_model: int, bidirectional: bool, weight_tie: bool, norm_eps: float, **mamba_kwargs) -> None:
+        super().__init__()
+        self.mixer = BiMamba(d_model, weight_tie, **mamba_kwargs) if bidirectional else Mamba(d_model, **mamba_kwargs)
+        self.norm = RMSNorm(d_model, norm_eps)
+
+    def forward(self, residual: Tensor) -> Tensor:
+        return self.mixer(self.norm(residual))
+
+
+class PostHocConjoined(nn.Module):
+    """Caduceus-Ph inference: average a model over a sequence and its reverse complement.
+
+    Logits from the RC strand are mapped back to forward coordinates before
+    averaging, so the result is exactly RC-equivariant whatever the model.
+    """
+
+    def __init__(self, model: Caduceus) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: Tensor, t: Tensor | None = None) -> Tensor:
+        cmap = self.model.complement_map
+        logits_rc = self.model(reverse_complement_tokens(tokens, cmap), t)
+        return (self.model(tokens, t) + reverse_complement_logits(logits_rc, cmap)) / 2
+
+    def features(self, tokens: Tensor, t: Tensor | None = None) -> Tensor:
+        cmap = self.model.complement_map
+        features_rc = self.model.features(reverse_complement_tokens(tokens, cmap), t)
+        return (self.model.features(tokens, t) + features_rc.flip(1)) / 2

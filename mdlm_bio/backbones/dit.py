@@ -1,0 +1,183 @@
+"""MDLM's diffusion transformer (DiT): rotary attention with adaLN conditioning on the noise level.
+
+Module and parameter names mirror MDLM's `models/dit.py` so that the published
+OWT checkpoint maps onto this model by renaming keys alone (see pretrained.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+FREQUENCY_DIM = 256
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm with a scale and no bias, evaluated in float32 (as in MDLM)."""
+
+    def __init__(self, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            normed = F.layer_norm(x.float(), (x.shape[-1],), eps=self.eps)
+        return normed * self.weight[None, None, :]
+
+
+class TimestepEmbedding(nn.Module):
+    """Sinusoidal features of a scalar noise level ([cos, sin], 256 wide), then a 2-layer SiLU MLP."""
+
+    def __init__(self, cond_dim: int, max_period: float = 10_000.0) -> None:
+        super().__init__()
+        half = FREQUENCY_DIM // 2
+        self.register_buffer(
+            "frequencies", torch.exp(-math.log(max_period) * torch.arange(half) / half), persistent=False
+        )
+        self.mlp = nn.Sequential(nn.Linear(FREQUENCY_DIM, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))
+
+    def forward(self, noise_level: Tensor) -> Tensor:
+        angles = noise_level.float()[:, None] * self.frequencies[None]
+        return self.mlp(torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1))
+
+
+class Rotary(nn.Module):
+    """Rotary position embedding, rotate-half convention, base 10000, on q and k."""
+
+    def __init__(self, head_dim: int, base: float = 10_000.0) -> None:
+        super().__init__()
+        self.register_buffer("inv_freq", 1.0 / base ** (torch.arange(0, head_dim, 2).float() / head_dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: [B, heads, L, head_dim]."""
+        angles = torch.arange(x.shape[-2], device=x.device, dtype=torch.float32)[:, None] * self.inv_freq[None]
+        cos, sin = torch.cos(angles).repeat(1, 2), torch.sin(angles).repeat(1, 2)
+        x32 = x.float()
+        first, second = x32.chunk(2, dim=-1)
+        return (x32 * cos + torch.cat([-second, first], dim=-1) * sin).to(x.dtype)
+
+
+def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    return x * (1 + scale) + shift
+
+
+def _flash_attention():
+    try:
+        from flash_attn import flash_attn_func
+    except ImportError:
+        return None
+    return flash_attn_func
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, causal: bool) -> Tensor:
+    """[B, heads, L, d] -> [B, heads, L, d]; flash-attn for half precision on CUDA when installed, else SDPA."""
+    flash = _flash_attention() if q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) else None
+    if flash is not None:
+        return flash(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), causal=causal).transpose(1, 2)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
+
+class TokenEmbedding(nn.Module):
+    """A bare [V, H] table (MDLM stores it as `vocab_embed.embedding`, not an nn.Embedding)."""
+
+    def __init__(self, vocab_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.embedding = nn.Parameter(torch.empty(vocab_size, hidden_size))
+        nn.init.kaiming_uniform_(self.embedding, a=math.sqrt(5))
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return self.embedding[tokens]
+
+
+class DiTBlock(nn.Module):
+    """Pre-norm attention and MLP, each modulated (shift, scale) and gated by the conditioning vector."""
+
+    def __init__(self, hidden_size: int, n_heads: int, cond_dim: int, dropout: float, causal: bool) -> None:
+        super().__init__()
+        if hidden_size % n_heads:
+            raise ValueError(f"hidden_size {hidden_size} must be divisible by n_heads {n_heads}")
+        self.n_heads = n_heads
+        self.causal = causal
+        self.norm1 = LayerNorm(hidden_size)
+        self.attn_qkv = nn.Linear(hidden_size, 3 * hidden_size, bias=False)
+        self.attn_out = nn.Linear(hidden_size, hidden_size, bias=False)
+        self.norm2 = LayerNorm(hidden_size)
+        self.mlp = nn.Sequential(
+            nn.Linear(hidden_size, 4 * hidden_size), nn.GELU(approximate="tanh"), nn.Linear(4 * hidden_size, hidden_size)
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.adaLN_modulation = nn.Linear(cond_dim, 6 * hidden_size)
+        nn.init.zeros_(self.adaLN_modulation.weight)
+        nn.init.zeros_(self.adaLN_modulation.bias)
+
+    def forward(self, x: Tensor, cond: Tensor, rotary: Rotary) -> Tensor:
+        batch, length, hidden = x.shape
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(cond)[:, None].chunk(6, dim=2)
+        qkv = self.attn_qkv(modulate(self.norm1(x), shift_msa, scale_msa))
+        q, k, v = qkv.view(batch, length, 3, self.n_heads, hidden // self.n_heads).permute(2, 0, 3, 1, 4)
+        out = attention(rotary(q), rotary(k), v, self.causal).transpose(1, 2).reshape(batch, length, hidden)
+        x = x + gate_msa * self.dropout(self.attn_out(out))
+        return x + gate_mlp * self.dropout(self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp)))
+
+
+class FinalLayer(nn.Module):
+    """Modulated norm then a zero-initialised projection to the vocabulary, so training starts uniform."""
+
+    def __init__(self, hidden_size: int, vocab_size: int, cond_dim: int) -> None:
+        super().__init__()
+        self.norm_final = LayerNorm(hidden_size)
+        self.linear = nn.Linear(hidden_size, vocab_size)
+        self.adaLN_modulation = nn.Linear(cond_dim, 2 * hidden_size)
+        for layer in (self.linear, self.adaLN_modulation):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+        shift, scale = self.adaLN_modulation(cond)[:, None].chunk(2, dim=2)
+        return self.linear(modulate(self.norm_final(x), shift, scale))
+
+
+class DiT(nn.Module):
+    """tokens [B, L] and noise level [B] (or None) -> logits [B, L, V].
+
+    MDLM conditions on the total noise sigma(t); with `time_conditioning` off
+    (MDLM's default, and the published OWT model) the level is fixed at 0, which
+    is what lets the cached sampler reuse outputs. `causal=True` turns the same
+    network into the autoregressive baseline.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        hidden_size: int = 768,
+        cond_dim: int = 128,
+        n_blocks: int = 12,
+        n_heads: int = 12,
+        dropout: float = 0.1,
+        causal: bool = False,
+        time_conditioning: bool = False,
+    ) -> None:
+        super().__init__()
+        self.time_conditioning = time_conditioning
+        self.vocab_embed = TokenEmbedding(vocab_size, hidden_size)
+        self.sigma_map = TimestepEmbedding(cond_dim)
+        self.rotary_emb = Rotary(hidden_size // n_heads)
+        self.blocks = nn.ModuleList(DiTBlock(hidden_size, n_heads, cond_dim, dropout, causal) for _ in range(n_blocks))
+        self.output_layer = FinalLayer(hidden_size, vocab_size, cond_dim)
+
+    def features(self, tokens: Tensor, t: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Final hidden states [B, L, H] and the conditioning vector [B, C]."""
+        if t is None or not self.time_conditioning:
+            t = torch.zeros(tokens.shape[0], device=tokens.device)
+        cond = F.silu(self.sigma_map(t))
+        x = self.vocab_embed(tokens)
+        for block in self.blocks:
+            x = block(x, cond, self.rotary_emb)
+        return x, cond
+
+    def forward(self, tokens: Tensor, t: Tensor | None = None) -> Tensor:
+        return self.output_layer(*self.features(tokens, t))

@@ -1,0 +1,107 @@
+"""Mamba (S6) mixer, RMSNorm and BiMamba.
+
+Parameter names follow mamba-ssm (in_proj, conv1d, x_proj, dt_proj, A_log, D,
+out_proj) so that published Mamba and Caduceus weights map onto them one to one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .scan import selective_scan
+
+
+def at_least_float32(x: Tensor) -> Tensor:
+    """Residual streams and norms run in float32 (or float64 if asked) even under bf16 autocast."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm with a weight only; computed in at least float32, returned in the weight's dtype."""
+
+    def __init__(self, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = at_least_float32(x)
+        normed = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (normed * self.weight).to(self.weight.dtype)
+
+
+class Mamba(nn.Module):
+    """The selective-state-space mixer of Gu & Dao (2023): [B, L, D] -> [B, L, D], causal."""
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        dt_min: float = 1e-3,
+        dt_max: float = 0.1,
+        dt_init_floor: float = 1e-4,
+    ) -> None:
+        super().__init__()
+        self.d_inner = expand * d_model
+        self.d_state = d_state
+        self.dt_rank = math.ceil(d_model / 16)
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=False)
+        self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, d_conv, groups=self.d_inner, padding=d_conv - 1)
+        self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(self.d_inner, 1))
+        self.D = nn.Parameter(torch.ones(self.d_inner))
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
+        self._init_time_step(dt_min, dt_max, dt_init_floor)
+
+    def _init_time_step(self, dt_min: float, dt_max: float, floor: float) -> None:
+        """Start step sizes log-uniform in [dt_min, dt_max], as Mamba does, so memory spans many scales."""
+        nn.init.uniform_(self.dt_proj.weight, -self.dt_rank**-0.5, self.dt_rank**-0.5)
+        with torch.no_grad():
+            dt = torch.exp(torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+            dt = dt.clamp_min(floor)
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        length = hidden.shape[1]
+        x, z = self.in_proj(hidden).transpose(1, 2).chunk(2, dim=1)
+        x = F.silu(self.conv1d(x)[..., :length])
+        dt, B, C = self.x_proj(x.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = F.linear(dt, self.dt_proj.weight).transpose(1, 2)
+        y = selective_scan(
+            x,
+            delta,
+            -torch.exp(self.A_log.float()),
+            B.transpose(1, 2).contiguous(),
+            C.transpose(1, 2).contiguous(),
+            self.D.float(),
+            z=z,
+            delta_bias=self.dt_proj.bias.float(),
+            delta_softplus=True,
+        )
+        return self.out_proj(y.transpose(1, 2))
+
+
+class BiMamba(nn.Module):
+    """Caduceus's bidirectional mixer: a forward Mamba plus one run on the flipped sequence, added.
+
+    With weight tying the two directions share in_proj and out_proj (the bulk
+    of the parameters) and keep their own convolution and SSM parameters.
+    """
+
+    def __init__(self, d_model: int, weight_tie: bool = True, **mamba_kwargs) -> None:
+        super().__init__()
+        self.mamba_fwd = Mamba(d_model, **mamba_kwargs)
+        self.mamba_rev = Mamba(d_model, **mamba_kwargs)
+        if weight_tie:
+            self.mamba_rev.in_proj = self.mamba_fwd.in_proj
+            self.mamba_rev.out_proj = self.mamba_fwd.out_proj
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        return self.mamba_fwd(hidden) + self.mamba_rev(hidden.flip(1)).flip(1)

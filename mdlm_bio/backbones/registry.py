@@ -1,0 +1,77 @@
+"""Build backbones from config mappings, load the YAML presets, and describe model sizes."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from typing import Any
+
+from omegaconf import OmegaConf
+from torch import nn
+
+from .caduceus import Caduceus
+from .dit import DiT
+from .mamba import Mamba
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {"dit": DiT, "caduceus": Caduceus}
+# Caduceus passes its extra keyword arguments on to every Mamba mixer.
+_FORWARDED_KWARGS: dict[str, type[nn.Module]] = {"caduceus": Mamba}
+
+
+def _accepted_keys(architecture: str) -> set[str]:
+    keys = set(inspect.signature(ARCHITECTURES[architecture]).parameters) - {"mamba_kwargs"}
+    forwarded = _FORWARDED_KWARGS.get(architecture)
+    if forwarded is not None:
+        keys |= set(inspect.signature(forwarded).parameters) - {"d_model"}
+    return keys
+
+
+def build_backbone(config: Mapping[str, Any]) -> nn.Module:
+    """`{"architecture": "dit" | "caduceus", **constructor arguments}` -> module, with unknown keys named."""
+    options = dict(config)
+    architecture = options.pop("architecture", None)
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown backbone architecture {architecture!r}; choose from {sorted(ARCHITECTURES)}")
+    unknown = sorted(set(options) - _accepted_keys(architecture))
+    if unknown:
+        raise ValueError(
+            f"unknown {architecture} option(s) {unknown}; valid options are {sorted(_accepted_keys(architecture))}"
+        )
+    return ARCHITECTURES[architecture](**options)
+
+
+def preset_names() -> list[str]:
+    folder = resources.files("mdlm_bio.configs") / "backbone"
+    return sorted(entry.name.removesuffix(".yaml") for entry in folder.iterdir() if entry.name.endswith(".yaml"))
+
+
+def load_preset(name: str, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """A preset from configs/backbone/NAME.yaml with `key=value` overrides applied."""
+    if name not in preset_names():
+        raise ValueError(f"unknown backbone preset {name!r}; choose from {preset_names()}")
+    config = OmegaConf.create((resources.files("mdlm_bio.configs") / "backbone" / f"{name}.yaml").read_text())
+    config = OmegaConf.merge(config, OmegaConf.from_dotlist(list(overrides)))
+    return OmegaConf.to_container(config, resolve=True)  # type: ignore[return-value]
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Distinct parameters; tied weights are counted once."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def describe(model: nn.Module) -> str:
+    """A table of parameter counts by top-level submodule, then the total and its fp32 size."""
+    rows, seen = [], set()
+    for name, child in model.named_children():
+        fresh = [p for p in child.parameters() if id(p) not in seen]
+        seen.update(id(p) for p in fresh)
+        if fresh:
+            rows.append((name, sum(p.numel() for p in fresh)))
+    rows += [(name, p.numel()) for name, p in model.named_parameters(recurse=False)]
+    total = count_parameters(model)
+    width = max(len(name) for name, _ in rows + [("total", 0)])
+    lines = [f"{type(model).__name__}"]
+    lines += [f"  {name:<{width}}  {count:>13,}" for name, count in rows]
+    lines.append(f"  {'total':<{width}}  {total:>13,}  ({total * 4 / 2**20:,.1f} MiB in fp32)")
+    return "\n".join(lines)
