@@ -52,12 +52,16 @@ def test_scan_gradients_pass_gradcheck():
     assert torch.autograd.gradcheck(scan, (decay, inputs))
 
 
+@pytest.mark.parametrize("training", [True, False], ids=["chunked-with-grad", "stepwise-inference"])
 @pytest.mark.parametrize("length", [7, 300])
-def test_selective_scan_matches_naive_float64(length):
+def test_selective_scan_matches_naive_float64(length, training):
     args = scan_inputs(length=length)
     expected = naive_selective_scan(**args)
+    if training:
+        args["u"].requires_grad_()
     actual = selective_scan_torch(**args, delta_softplus=True)
-    torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-10)
+    assert actual.requires_grad == training
+    torch.testing.assert_close(actual.detach(), expected, rtol=1e-10, atol=1e-10)
 
 
 def test_selective_scan_gradients_match_naive_float64():
