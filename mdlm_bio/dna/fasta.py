@@ -1,0 +1,96 @@
+"""FASTA reading and writing through biopython, plain or gzip, with errors that name the file and record."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import tempfile
+import zlib
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+from Bio import SeqIO
+from Bio.Seq import Seq
+from Bio.SeqRecord import SeqRecord
+
+from .tokenizer import AmbiguityPolicy, SequenceError, encode
+
+
+class FastaError(ValueError):
+    """A FASTA file that cannot be read as DNA."""
+
+
+@dataclass(frozen=True)
+class Record:
+    name: str
+    description: str
+    tokens: np.ndarray  # uint8 Caduceus ids
+
+
+def _open_text(path: Path) -> IO[str]:
+    with open(path, "rb") as probe:
+        gzipped = probe.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rt") if gzipped else open(path)
+
+
+def read_fasta(path: str | Path, policy: AmbiguityPolicy = "n") -> Iterator[Record]:
+    """Records of a FASTA (gzip detected from its bytes), tokenised; an empty or damaged file is an error."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"FASTA file not found: {path}")
+    count = 0
+    try:
+        with _open_text(path) as handle:
+            for record in SeqIO.parse(handle, "fasta"):
+                count += 1
+                try:
+                    tokens = encode(bytes(record.seq), policy)
+                except SequenceError as error:
+                    raise FastaError(f"{path}: record {record.id!r}: {error}") from None
+                yield Record(record.id, record.description, tokens)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise FastaError(f"{path}: damaged or truncated gzip ({error})") from None
+    except UnicodeDecodeError:
+        raise FastaError(f"{path}: not a text FASTA file") from None
+    if count == 0:
+        raise FastaError(f"{path}: no FASTA records (a FASTA file starts with '>name')")
+
+
+@contextmanager
+def atomic_output(path: str | Path, mode: str = "w") -> Iterator[IO]:
+    """Write to a temporary file next to `path` and rename it into place only on success,
+    so an interrupted or failed run never leaves a half-written file behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, mode) as handle:
+            yield handle
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def write_fasta(records: Iterable[tuple[str, str, str]], path: str | Path, line_width: int = 80) -> int:
+    """Write (name, description, bases) records atomically; gzip when the name ends in .gz. Returns the count."""
+    path = Path(path)
+    seq_records = [SeqRecord(Seq(bases), id=name, description=description) for name, description, bases in records]
+    if path.suffix == ".gz":
+        with atomic_output(path, "wb") as raw, gzip.open(raw, "wt") as handle:
+            SeqIO.FastaIO.FastaWriter(handle, wrap=line_width).write_file(seq_records)
+    else:
+        with atomic_output(path) as handle:
+            SeqIO.FastaIO.FastaWriter(handle, wrap=line_width).write_file(seq_records)
+    return len(seq_records)

@@ -1,0 +1,1 @@
+"""Training: the Lightning module (engine + backbone + EMA + optimiser), data modules, callbacks."""
