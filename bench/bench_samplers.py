@@ -1,6 +1,6 @@
 """Sampler speed: wall time, network calls and samples/s of ancestral vs cached vs first-hitting.
 
-Runs a small untrained, time-independent transformer denoiser so the numbers measure the samplers'
+Runs the `demo` preset's model (a tiny Caduceus-PS) untrained, so the numbers measure the samplers'
 cost structure (network calls and per-step overhead), not model quality. Ratios are against the
 plain ancestral sampler measured in the same run.
 
@@ -16,8 +16,10 @@ import time
 
 import torch
 
-from mdlm_bio.diffusion import LogLinearSchedule, all_masked, ancestral_sample, first_hitting_sample
-from mdlm_bio.engine_demo import MASK_ID, TinyDenoiser
+from mdlm_bio.diffusion import all_masked, ancestral_sample, first_hitting_sample
+from mdlm_bio.dna.tokenizer import BASE_IDS, MASK
+from mdlm_bio.training.config import load_config, to_plain
+from mdlm_bio.training.module import DiffusionLM
 
 
 def main() -> None:
@@ -29,16 +31,17 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    model = TinyDenoiser(args.length, width=96, layers=2).eval()
-    schedule = LogLinearSchedule()
+    module = DiffusionLM(to_plain(load_config("demo", [])), mask_id=MASK, output_ids=list(BASE_IDS)).eval()
+    model = module.denoiser
+    schedule = module.engine.schedule
     rows = []
     with torch.inference_mode():
         for steps in args.steps:
-            masked = all_masked(args.batch, args.length, MASK_ID)
+            masked = all_masked(args.batch, args.length, MASK)
             runs = {
-                "ancestral": lambda: ancestral_sample(model, masked, schedule, MASK_ID, steps=steps, generator=0),
-                "cached": lambda: ancestral_sample(model, masked, schedule, MASK_ID, steps=steps, cache=True, generator=0),
-                "first-hitting": lambda: first_hitting_sample(model, masked, schedule, MASK_ID, generator=0),
+                "ancestral": lambda: ancestral_sample(model, masked, schedule, MASK, steps=steps, generator=0),
+                "cached": lambda: ancestral_sample(model, masked, schedule, MASK, steps=steps, cache=True, generator=0),
+                "first-hitting": lambda: first_hitting_sample(model, masked, schedule, MASK, generator=0),
             }
             timings = {}
             for name, run in runs.items():

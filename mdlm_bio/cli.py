@@ -1,21 +1,71 @@
-"""The `mdlm-bio` command."""
+"""The `mdlm-bio` command: train, sample, infill, score and report on DNA; describe backbones."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Sequence
+
+from .commands import COMMANDS
+
+
+def _add_sampling_options(parser: argparse.ArgumentParser, default_sampler: str) -> None:
+    parser.add_argument("--ckpt", required=True, help="a run folder (uses checkpoints/last.ckpt) or a .ckpt file")
+    parser.add_argument("--sampler", choices=["ancestral", "cached", "first-hitting"], default=default_sampler)
+    parser.add_argument("--steps", type=int, default=128, help="time steps for ancestral/cached (default: 128)")
+    parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold (default: off)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mdlm-bio", description="Masked diffusion language models for DNA and text.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser(
-        "demo", help="train a tiny denoiser on the bundled C. elegans DNA, then write samples as FASTA"
-    )
-    demo.add_argument("--out", type=Path, default=Path("demo_samples.fa"), help="FASTA file for the samples")
-    demo.add_argument("--steps", type=int, default=600, help="training steps (default: 600)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="train a tiny Caduceus on the bundled C. elegans DNA, sample FASTA, report")
+    demo.add_argument("--out-dir", type=Path, default=Path("mdlm_bio_demo"), help="folder for run, samples and report")
+    demo.add_argument("--steps", type=int, default=None, help="training steps (default: the demo preset's)")
+    demo.add_argument("--seed", type=int, default=0)
+
+    train = commands.add_parser("train", help="train a model from a preset in configs/train (demo, hg38, ...)")
+    train.add_argument("preset", help="preset name (demo, demo-ar, hg38, hg38-131k, hg38-ar) or a .yaml file")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. trainer.max_steps=500 run_dir=runs/x")
+
+    data = commands.add_parser("data", help="download and convert a genome (hg38) for training")
+    data.add_argument("dataset", choices=["hg38"])
+    data.add_argument("--data-dir", type=Path, default=Path("data/hg38"), help="where to put it (default: data/hg38)")
+    data.add_argument("--fasta-url", default=None, help="a mirror of UCSC's hg38.fa.gz (default: UCSC)")
+    data.add_argument("--bed-url", default=None, help="a mirror of the Basenji/HyenaDNA sequences_human.bed")
+
+    sample = commands.add_parser("sample", help="generate DNA as FASTA from a trained model")
+    _add_sampling_options(sample, "first-hitting")
+    sample.add_argument("--num", type=int, default=16, help="number of sequences (default: 16)")
+    sample.add_argument("--length", type=int, default=None, help="bases per sequence (default: the training window)")
+    sample.add_argument("--batch-size", type=int, default=16)
+    sample.add_argument("--prompt", type=Path, default=None, help="FASTA whose first record every sample continues")
+    sample.add_argument("--out", type=Path, default=Path("generated.fa"))
+
+    infill = commands.add_parser("infill", help="fill N runs (or bed regions) of FASTA records, keeping other bases")
+    _add_sampling_options(infill, "ancestral")
+    infill.add_argument("fasta", type=Path)
+    infill.add_argument("--bed", type=Path, default=None, help="regions to fill: 'record start end' (0-based)")
+    infill.add_argument("--out", type=Path, default=Path("filled.fa"))
+
+    score = commands.add_parser("score", help="NELBO, bits per base and perplexity of each FASTA record, as TSV")
+    score.add_argument("fasta", type=Path)
+    score.add_argument("--ckpt", required=True, help="a run folder or a .ckpt file")
+    score.add_argument("--mc", type=int, default=8, help="Monte-Carlo time samples per window (default: 8)")
+    score.add_argument("--seed", type=int, default=0)
+    score.add_argument("--device", default="cpu")
+    score.add_argument("--out", type=Path, default=None, help="TSV file (default: standard output)")
+
+    report = commands.add_parser("report", help="k-mer spectra, GC and diversity of generated DNA vs a reference")
+    report.add_argument("generated", type=Path)
+    report.add_argument("--reference", type=Path, required=True)
+    report.add_argument("--out-dir", type=Path, default=Path("report"))
+    report.add_argument("--k", type=int, nargs="+", default=[3, 6])
+
     describe = commands.add_parser("describe", help="build a backbone preset and print its parameter counts")
     describe.add_argument("preset", help="a preset in configs/backbone (e.g. caduceus-ps, dit-small)")
     describe.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override preset values, e.g. n_layer=8")
@@ -24,20 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    if args.command == "demo":
-        from .engine_demo import DemoConfig, run_demo
-
-        if args.steps < 1:
-            raise SystemExit("mdlm-bio demo: --steps must be a positive integer")
-        run_demo(args.out, DemoConfig(steps=args.steps, seed=args.seed))
-    elif args.command == "describe":
-        from .backbones import build_backbone, describe, load_preset
-
-        try:
-            model = build_backbone(load_preset(args.preset, args.overrides))
-        except ValueError as error:
-            raise SystemExit(f"mdlm-bio describe: {error}") from None
-        print(describe(model))
+    try:
+        COMMANDS[args.command](args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"mdlm-bio {args.command}: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -183,8 +183,10 @@ def test_describe_counts_tied_weights_once(capsys):
     assert f"{count_parameters(tiny('caduceus-tiny')):,}" in text.splitlines()[-1]
     main(["describe", "caduceus-ps"])
     assert "7,725,312" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="mdlm-bio describe: unknown dit option"):
+    with pytest.raises(SystemExit) as exit_info:
         main(["describe", "dit-tiny", "heads=3"])
+    assert exit_info.value.code == 2
+    assert "mdlm-bio describe: error: unknown dit option" in capsys.readouterr().err
 
 
 def test_every_preset_builds():

@@ -1,0 +1,165 @@
+"""What each `mdlm-bio` subcommand does, given its parsed arguments (the parser lives in cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from collections.abc import Callable
+
+from tqdm import tqdm
+
+from .dna.fasta import atomic_output, read_fasta, write_fasta
+from .dna.tokenizer import decode
+
+
+def _positive(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise ValueError(f"--{name} must be a positive integer, not {value}")
+
+
+def run_train(args: argparse.Namespace) -> None:
+    from .training.config import load_config
+    from .training.run import train
+
+    train(load_config(args.preset, args.overrides))
+
+
+def run_data(args: argparse.Namespace) -> None:
+    from .dna.hg38 import prepare_hg38
+
+    genome = prepare_hg38(args.data_dir, args.fasta_url, args.bed_url)
+    print(f"hg38 ready in {genome.directory}: {len(genome.lengths)} sequences, {sum(genome.lengths.values()):,} bases")
+
+
+def _load(args: argparse.Namespace):
+    from .training.checkpoints import load_trained, require_dna_diffusion
+
+    model = load_trained(args.ckpt, args.device)
+    require_dna_diffusion(model)
+    return model
+
+
+def _plan(args: argparse.Namespace, context: int):
+    from .dna.generate import SamplingPlan
+
+    _positive("steps", args.steps)
+    return SamplingPlan(args.sampler, args.steps, context, args.top_p)
+
+
+def run_sample(args: argparse.Namespace) -> None:
+    import torch
+
+    from .dna.generate import generate
+
+    for name in ("num", "length", "batch_size"):
+        _positive(name.replace("_", "-"), getattr(args, name))
+    model = _load(args)
+    length = args.length or model.context
+    prompt = next(iter(read_fasta(args.prompt))).tokens if args.prompt else None
+    plan = _plan(args, model.context)
+    with torch.no_grad(), tqdm(total=args.num, desc="sampling", unit="seq") as bar:
+        sequences, calls = generate(
+            model.module.denoiser, model.module.engine.schedule, plan, num=args.num, length=length, seed=args.seed,
+            batch_size=args.batch_size, prompt=prompt, device=args.device, progress=bar.update,
+        )
+    header = f"sampler={args.sampler} steps={args.steps} length={length} seed={args.seed} model={model.description}"
+    if args.prompt:
+        header += f" prompt={args.prompt}"
+    write_fasta(((f"sample_{i}", f"sample_{i} {header}", decode(s)) for i, s in enumerate(sequences)), args.out)
+    print(f"wrote {len(sequences)} sequences of {length} bases to {args.out} ({calls} network calls)")
+
+
+def run_infill(args: argparse.Namespace) -> None:
+    import torch
+
+    from .dna.generate import fill_regions, n_runs
+    from .dna.regions import read_regions
+
+    model = _load(args)
+    plan = _plan(args, model.context)
+    records = list(read_fasta(args.fasta))
+    regions = read_regions(args.bed, {r.name: len(r.tokens) for r in records}) if args.bed else None
+    filled = []
+    with torch.no_grad():
+        for record in tqdm(records, desc="infilling", unit="record"):
+            mask = regions[record.name] if regions is not None else n_runs(record.tokens)
+            tokens, _ = fill_regions(model.module.denoiser, model.module.engine.schedule, plan, record.tokens, mask,
+                                     seed=args.seed, device=args.device)
+            note = f"infilled={int(mask.sum())} sampler={args.sampler} model={model.description}"
+            filled.append((record.name, f"{record.description} {note}", decode(tokens)))
+    write_fasta(filled, args.out)
+    print(f"wrote {len(filled)} records to {args.out}")
+
+
+def run_score(args: argparse.Namespace) -> None:
+    from .dna.generate import score_sequence
+
+    _positive("mc", args.mc)
+    model = _load(args)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
+    writer.writerow(["record", "length", "scored_bases", "nelbo_nats", "bits_per_base", "perplexity"])
+    for record in tqdm(list(read_fasta(args.fasta)), desc="scoring", unit="record"):
+        score = score_sequence(model.module.denoiser, model.module.engine, record.tokens, model.context, args.mc,
+                               args.seed, args.device)
+        writer.writerow([record.name, len(record.tokens), score.num_bases, f"{score.nelbo:.4f}",
+                         f"{score.bits_per_base:.4f}", f"{score.perplexity:.4f}"])
+    if args.out is None:
+        sys.stdout.write(buffer.getvalue())
+        return
+    with atomic_output(args.out) as handle:
+        handle.write(buffer.getvalue())
+    print(f"wrote scores to {args.out}")
+
+
+def run_report(args: argparse.Namespace) -> None:
+    from .dna.report import generation_report
+
+    generation_report(args.generated, args.reference, args.out_dir, ks=tuple(args.k))
+    print((args.out_dir / "report.md").read_text())
+
+
+def run_describe(args: argparse.Namespace) -> None:
+    from .backbones import build_backbone, describe, load_preset
+
+    print(describe(build_backbone(load_preset(args.preset, args.overrides))))
+
+
+def run_demo(args: argparse.Namespace) -> None:
+    """Train the demo preset, sample beyond its context (semi-AR), and report against the held-out records."""
+    from .dna.genome import held_out_reference
+    from .training.config import load_config
+    from .training.run import train
+
+    _positive("steps", args.steps)
+    overrides = [f"run_dir={args.out_dir / 'run'}", f"data.data_dir={args.out_dir / 'data'}", f"seed={args.seed}"]
+    if args.steps:
+        overrides.append(f"trainer.max_steps={args.steps}")
+    config = load_config("demo", overrides)
+    history = train(config).history
+    samples, reference = args.out_dir / "samples.fa", args.out_dir / "heldout.fa"
+    run_sample(argparse.Namespace(
+        ckpt=config.run_dir, sampler="first-hitting", steps=128, top_p=None, seed=args.seed, device="cpu",
+        num=16, length=2 * config.data.window, batch_size=16, prompt=None, out=samples,
+    ))
+    held_out_reference(config.data.data_dir, args.out_dir / "heldout.fa")
+    run_report(argparse.Namespace(generated=samples, reference=reference, out_dir=args.out_dir / "report", k=[3, 6]))
+    if history:
+        first, last = history[0][1], history[-1][1]
+        print(f"validation bits/base: {first:.3f} at step {history[0][0]} -> {last:.3f} at step {history[-1][0]} "
+              f"(uniform: 2.000)")
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "demo": run_demo,
+    "train": run_train,
+    "data": run_data,
+    "sample": run_sample,
+    "infill": run_infill,
+    "score": run_score,
+    "report": run_report,
+    "describe": run_describe,
+}
+

@@ -1,0 +1,177 @@
+"""Sampling, infilling and scoring DNA with any denoiser, through the engine's samplers and NELBO.
+
+These take a denoiser and its context length, not a checkpoint, so they work
+for any trained model; the CLI loads the checkpoint and passes them in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..diffusion import (
+    MaskedDiffusion,
+    NoiseSchedule,
+    SampleOutput,
+    ancestral_sample,
+    first_hitting_sample,
+    semi_autoregressive_sample,
+)
+from .tokenizer import MASK, N
+
+Denoiser = Callable[[Tensor, Tensor], Tensor]
+SamplerName = Literal["ancestral", "cached", "first-hitting"]
+SAMPLERS: tuple[SamplerName, ...] = ("ancestral", "cached", "first-hitting")
+
+
+@dataclass(frozen=True)
+class SamplingPlan:
+    """How to draw: the sampler, its steps (ignored by first-hitting), and the model's context length."""
+
+    sampler: SamplerName
+    steps: int
+    context: int
+    top_p: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {list(SAMPLERS)}, not {self.sampler!r}")
+        if self.steps < 1 or self.context < 2:
+            raise ValueError(f"steps must be >= 1 and context >= 2; got steps={self.steps}, context={self.context}")
+
+    def block_sampler(self, denoiser: Denoiser, schedule: NoiseSchedule, generator: torch.Generator):
+        """z_init -> SampleOutput, for one window of at most `context` tokens."""
+        if self.sampler == "first-hitting":
+            return partial(first_hitting_sample, denoiser, schedule=schedule, mask_id=MASK, top_p=self.top_p,
+                           generator=generator)
+        return partial(ancestral_sample, denoiser, schedule=schedule, mask_id=MASK, steps=self.steps,
+                       cache=self.sampler == "cached", top_p=self.top_p, generator=generator)
+
+
+def generate(
+    denoiser: Denoiser,
+    schedule: NoiseSchedule,
+    plan: SamplingPlan,
+    *,
+    num: int,
+    length: int,
+    seed: int,
+    batch_size: int = 16,
+    prompt: np.ndarray | None = None,
+    device: torch.device | str = "cpu",
+    progress: Callable[[int], None] | None = None,
+) -> tuple[list[np.ndarray], int]:
+    """`num` sequences of `length` tokens (continuing `prompt`, if given) and the network calls used.
+
+    Lengths beyond the context are generated semi-autoregressively with a half-context stride.
+    """
+    if num < 1 or length < 1:
+        raise ValueError(f"num and length must be positive; got num={num}, length={length}")
+    generator = torch.Generator(device=device).manual_seed(seed)
+    sample_block = plan.block_sampler(denoiser, schedule, generator)
+    sequences, calls = [], 0
+    for start in range(0, num, batch_size):
+        batch = min(batch_size, num - start)
+        prefix = None if prompt is None else torch.as_tensor(prompt, dtype=torch.long, device=device).expand(batch, -1)
+        out = semi_autoregressive_sample(
+            sample_block, batch_size=batch, length=length, block_length=plan.context,
+            stride=max(1, plan.context // 2), mask_id=MASK, prompt=prefix, device=device,
+        )
+        sequences += [row.cpu().numpy().astype(np.uint8) for row in out.tokens]
+        calls += out.num_calls
+        if progress is not None:
+            progress(batch)
+    return sequences, calls
+
+
+def fill_regions(
+    denoiser: Denoiser,
+    schedule: NoiseSchedule,
+    plan: SamplingPlan,
+    tokens: np.ndarray,
+    fill: np.ndarray,
+    seed: int,
+    device: torch.device | str = "cpu",
+) -> tuple[np.ndarray, int]:
+    """Resample the positions where `fill` is True, keeping every other base fixed.
+
+    Works window by window (each `context` long, with a quarter of it as
+    already-known left flank where possible), so records and regions of any
+    length are handled.
+    """
+    if fill.shape != tokens.shape:
+        raise ValueError(f"fill mask shape {fill.shape} differs from the sequence's {tokens.shape}")
+    generator = torch.Generator(device=device).manual_seed(seed)
+    sample_block = plan.block_sampler(denoiser, schedule, generator)
+    current = torch.as_tensor(np.where(fill, MASK, tokens), dtype=torch.long, device=device)
+    length, calls = current.numel(), 0
+    while True:
+        masked = torch.nonzero(current == MASK)
+        if masked.numel() == 0:
+            return current.cpu().numpy().astype(np.uint8), calls
+        window = min(plan.context, length)
+        begin = max(0, min(int(masked[0]) - window // 4, length - window))
+        out: SampleOutput = sample_block(current[begin : begin + window][None])
+        current[begin : begin + window] = out.tokens[0]
+        calls += out.num_calls
+
+
+def n_runs(tokens: np.ndarray, min_length: int = 1) -> np.ndarray:
+    """Boolean mask of runs of N at least `min_length` long: the default infilling target."""
+    is_n = np.concatenate([[False], tokens == N, [False]])
+    edges = np.flatnonzero(np.diff(is_n.astype(np.int8)))
+    mask = np.zeros(tokens.shape, dtype=bool)
+    for start, end in zip(edges[::2], edges[1::2]):
+        if end - start >= min_length:
+            mask[start:end] = True
+    return mask
+
+
+@dataclass(frozen=True)
+class Score:
+    """A record's NELBO (nats, an upper bound on -log p) over its scored bases."""
+
+    nelbo: float
+    num_bases: int
+
+    @property
+    def bits_per_base(self) -> float:
+        return self.nelbo / (self.num_bases * math.log(2)) if self.num_bases else float("nan")
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(self.nelbo / self.num_bases) if self.num_bases else float("nan")
+
+
+@torch.no_grad()
+def score_sequence(
+    denoiser: Denoiser,
+    engine: MaskedDiffusion,
+    tokens: np.ndarray,
+    context: int,
+    mc: int,
+    seed: int,
+    device: torch.device | str = "cpu",
+) -> Score:
+    """Monte-Carlo NELBO of a record: non-overlapping context windows, `mc` antithetic time draws each.
+
+    Windows are scored independently, so the sum bounds the NLL of the record
+    under the model's window-wise factorisation. N positions are context, not scored.
+    """
+    if mc < 1:
+        raise ValueError(f"mc must be a positive number of Monte-Carlo samples; got {mc}")
+    generator = torch.Generator(device=device).manual_seed(seed)
+    all_tokens = torch.as_tensor(tokens, dtype=torch.long, device=device)
+    total = 0.0
+    for begin in range(0, all_tokens.numel(), context):
+        window = all_tokens[begin : begin + context].expand(mc, -1)
+        out = engine.loss(denoiser, window, attention_mask=window != N, generator=generator)
+        total += float(out.per_sequence.mean())
+    return Score(nelbo=total, num_bases=int((all_tokens != N).sum()))

@@ -1,0 +1,60 @@
+"""Callbacks and plugins: EMA weights, atomic checkpoint files, and a plain-text validation log."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import WeightAveraging
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+
+class EMA(WeightAveraging):
+    """Exponential moving average of the weights, with MDLM's warm-up: decay_n = min(decay, (1+n)/(10+n)).
+
+    Lightning swaps the averaged weights in for validation and stores them as the checkpoint's state_dict
+    (the raw weights go to current_model_state), so sampling and scoring use the EMA model.
+    """
+
+    def __init__(self, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"EMA decay must lie in (0, 1), not {decay}")
+        self.decay = decay
+        super().__init__(use_buffers=False, avg_fn=self._average)
+
+    def _average(self, averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
+        decay = min(self.decay, (1 + float(num_averaged)) / (10 + float(num_averaged)))
+        return torch.lerp(current, averaged, decay)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Keep the raw weights in the model: Lightning would copy the average over them here, and the last
+        checkpoint, saved after this hook, would then resume training from the average instead."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write each checkpoint to a temporary file, then rename: a crash never leaves a torn last.ckpt."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
+        path = Path(path)
+        temporary = path.with_name(f".{path.name}.tmp")
+        super().save_checkpoint(checkpoint, temporary, storage_options)
+        os.replace(temporary, path)
+
+
+class ValidationLog(L.Callback):
+    """One line per validation (`step N  val bits/base X`), readable in logs and by tests."""
+
+    def __init__(self) -> None:
+        self.history: list[tuple[int, float]] = []
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = trainer.callback_metrics.get("val/bits_per_base")
+        # The sanity check of a fresh run is the untrained model: the curve's starting point.
+        if value is None or (trainer.sanity_checking and trainer.global_step > 0):
+            return
+        self.history.append((trainer.global_step, float(value)))
+        if trainer.is_global_zero:
+            print(f"step {trainer.global_step:>7}  val bits/base {float(value):.4f}", flush=True)

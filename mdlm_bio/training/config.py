@@ -1,0 +1,90 @@
+"""Training configs: YAML presets in configs/train, `key=value` overrides, validation, and saving.
+
+A preset may name another with `inherit: NAME` and list only what differs.
+Keys are closed (a typo is an error naming the key), except `model.overrides`
+(backbone options) and `trainer` (any lightning.Trainer argument).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+from ..backbones import preset_names
+
+OPEN_SECTIONS = ("model.overrides", "trainer")
+CHOICES = {
+    "data.dataset": ("bundled", "hg38", "fasta"),
+    "objective.kind": ("mdlm", "ar"),
+    "optim.decay": ("cosine", "constant"),
+}
+
+
+class ConfigError(ValueError):
+    """A config that names an unknown key or an invalid value."""
+
+
+def train_preset_names() -> list[str]:
+    folder = resources.files("mdlm_bio.configs") / "train"
+    return sorted(entry.name.removesuffix(".yaml") for entry in folder.iterdir() if entry.name.endswith(".yaml"))
+
+
+def _read(name_or_path: str) -> DictConfig:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        config = OmegaConf.load(path)
+    elif name_or_path in train_preset_names():
+        config = OmegaConf.create((resources.files("mdlm_bio.configs") / "train" / f"{name_or_path}.yaml").read_text())
+    else:
+        raise ConfigError(f"unknown training preset {name_or_path!r}; choose from {train_preset_names()} or give a .yaml file")
+    parent = config.pop("inherit", None)
+    return OmegaConf.merge(_read(parent), config) if parent else config
+
+
+def load_config(name_or_path: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """The resolved config of a preset (or YAML file) with dotted `key=value` overrides applied."""
+    config = _read(name_or_path)
+    OmegaConf.set_struct(config, True)
+    for section in OPEN_SECTIONS:
+        OmegaConf.set_struct(OmegaConf.select(config, section), False)
+    for override in overrides:
+        if "=" not in override:
+            raise ConfigError(f"override {override!r} must look like key=value, e.g. trainer.max_steps=500")
+        try:
+            config.merge_with_dotlist([override])
+        except (ConfigKeyError, ConfigAttributeError):
+            raise ConfigError(f"unknown config key {override.split('=', 1)[0]!r} in override {override!r}") from None
+        except OmegaConfBaseException as error:
+            raise ConfigError(f"bad override {override!r}: {error.msg}") from None
+    validate(config)
+    return config
+
+
+def validate(config: DictConfig) -> None:
+    for key, allowed in CHOICES.items():
+        value = OmegaConf.select(config, key)
+        if value not in allowed:
+            raise ConfigError(f"{key} must be one of {list(allowed)}, not {value!r}")
+    if config.model.preset not in preset_names():
+        raise ConfigError(f"model.preset {config.model.preset!r} is not a backbone preset; choose from {preset_names()}")
+    if config.data.dataset == "fasta" and not config.data.fasta:
+        raise ConfigError("data.dataset=fasta needs data.fasta=PATH")
+    for key in ("data.window", "data.batch_size", "trainer.max_steps", "checkpoint_every_n_steps"):
+        value = OmegaConf.select(config, key)
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{key} must be a positive integer, not {value!r}")
+
+
+def save_config(config: DictConfig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(OmegaConf.to_yaml(config, resolve=True))
+
+
+def to_plain(config: DictConfig) -> dict:
+    return OmegaConf.to_container(config, resolve=True)  # type: ignore[return-value]

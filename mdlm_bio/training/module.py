@@ -1,0 +1,124 @@
+"""The LightningModule: a backbone trained with the masked-diffusion NELBO (or the AR loss as baseline)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..backbones import build_backbone, load_preset
+from ..diffusion import LossOutput, MaskedDiffusion, autoregressive_loss, make_schedule
+
+LN2 = math.log(2.0)
+
+
+def backbone_config(model_config: dict[str, Any]) -> dict[str, Any]:
+    """The backbone preset with the run's `model.overrides` applied."""
+    overrides = [f"{key}={value}" for key, value in (model_config.get("overrides") or {}).items()]
+    return load_preset(model_config["preset"], overrides)
+
+
+def build_model(model_config: dict[str, Any]) -> nn.Module:
+    return build_backbone(backbone_config(model_config))
+
+
+def lr_factor(step: int, warmup: int, total: int, decay: str, min_ratio: float) -> float:
+    """Linear warmup to 1, then cosine down to min_ratio at `total` steps (or constant)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if decay == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class DiffusionLM(L.LightningModule):
+    """Engine + backbone. The config is a plain dict (the run's resolved YAML), stored in checkpoints
+    so that a checkpoint alone says which architecture it holds."""
+
+    def __init__(self, config: dict[str, Any], mask_id: int, output_ids: list[int] | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.mask_id = mask_id
+        self.output_ids = output_ids
+        self.backbone = build_model(config["model"])
+        vocab_size = backbone_config(config["model"])["vocab_size"]
+        allowed = torch.ones(vocab_size, dtype=torch.bool)
+        if output_ids is not None:
+            allowed = torch.zeros(vocab_size, dtype=torch.bool)
+            allowed[output_ids] = True
+        # The ids the model may emit (for DNA the four bases): it is a distribution over these only,
+        # so N, [PAD] or the vocabulary padding are never sampled, and positions holding them are
+        # context but not targets.
+        self.register_buffer("output_allowed", allowed, persistent=False)
+        objective = config["objective"]
+        self.is_autoregressive = objective["kind"] == "ar"
+        self.engine = MaskedDiffusion(
+            make_schedule(objective["schedule"]),
+            mask_id=mask_id,
+            sampling_eps=objective["sampling_eps"],
+            antithetic=objective["antithetic"],
+            discrete_steps=objective["discrete_steps"],
+        )
+
+    def restrict(self, logits: Tensor) -> Tensor:
+        return logits.masked_fill(~self.output_allowed, float("-inf"))
+
+    def denoiser(self, z_t: Tensor, t: Tensor) -> Tensor:
+        """The engine's view of the network; conditioning (when a backbone uses it) is MDLM's sigma(t)."""
+        return self.restrict(self.backbone(z_t, self.engine.schedule.total_noise(t)))
+
+    def objective(self, tokens: Tensor, attention_mask: Tensor | None, generator: torch.Generator | None = None) -> LossOutput:
+        """The loss over positions whose token the model can emit (for DNA: bases, not N or padding)."""
+        emittable = self.output_allowed[tokens]
+        attention_mask = emittable if attention_mask is None else attention_mask.bool() & emittable
+        if self.is_autoregressive:
+            return autoregressive_loss(self.restrict(self.backbone(tokens, None)), tokens, attention_mask)
+        return self.engine.loss(self.denoiser, tokens, attention_mask, generator=generator)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        out = self.objective(batch["tokens"], batch.get("attention_mask"), self.step_generator(batch["tokens"].device))
+        self.log("train/loss", out.loss, prog_bar=True)
+        self.log("train/bits_per_base", out.loss / LN2)
+        return out.loss
+
+    def step_generator(self, device: torch.device) -> torch.Generator:
+        """Diffusion noise drawn from (seed, step, rank) alone, so a resumed run repeats exactly what an
+        uninterrupted one would have drawn (Lightning does not checkpoint the global RNG)."""
+        seed = np.random.SeedSequence([self.config["seed"], self.global_step, self.global_rank]).generate_state(1)[0]
+        return torch.Generator(device=device).manual_seed(int(seed))
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        # Fixed noise per batch, so validation curves move only when the model does.
+        generator = torch.Generator(device=batch["tokens"].device).manual_seed(batch_idx)
+        out = self.objective(batch["tokens"], batch.get("attention_mask"), generator)
+        weight = int(out.num_tokens)
+        self.log("val/nelbo", out.loss, batch_size=weight, sync_dist=True)
+        self.log("val/bits_per_base", out.loss / LN2, batch_size=weight, prog_bar=True, sync_dist=True)
+        self.log("val/ppl", out.loss.exp(), batch_size=weight, sync_dist=True)
+
+    def configure_optimizers(self):
+        optim = self.config["optim"]
+        decay, no_decay = [], []
+        for name, param in self.backbone.named_parameters():
+            (no_decay if param.dim() < 2 or "embedding" in name else decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": optim["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=optim["lr"],
+            betas=tuple(optim["betas"]),
+        )
+        total = self.config["trainer"]["max_steps"]
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda step: lr_factor(step, optim["warmup_steps"], total, optim["decay"], optim["min_lr_ratio"]),
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["mdlm_bio_config"] = self.config
+        checkpoint["mdlm_bio_mask_id"] = self.mask_id
+        checkpoint["mdlm_bio_output_ids"] = self.output_ids

@@ -1,0 +1,93 @@
+"""`mdlm-bio train`: build data, model and Lightning trainer from a config; resume if the run has a checkpoint."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from omegaconf import DictConfig
+
+from ..dna.tokenizer import BASE_IDS, MASK
+from .callbacks import EMA, AtomicCheckpointIO, ValidationLog
+from .checkpoints import LAST_CHECKPOINT
+from .config import save_config, to_plain
+from .dna_data import build_genome_datamodule
+from .module import DiffusionLM
+
+
+class RunMismatchError(ValueError):
+    """A run folder whose checkpoint holds a different model than the config asks for."""
+
+
+def read_checkpoint_config(path: Path) -> dict[str, Any]:
+    """The config stored in one of our checkpoints, read without loading its weights into a model."""
+    payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    if "mdlm_bio_config" not in payload:
+        raise RunMismatchError(f"{path} is not an mdlm-bio training checkpoint (no stored config)")
+    return payload["mdlm_bio_config"]
+
+
+def check_same_architecture(checkpoint: Path, config: dict[str, Any]) -> None:
+    stored = read_checkpoint_config(checkpoint)
+    for section in ("model", "objective"):
+        if stored[section] != config[section]:
+            raise RunMismatchError(
+                f"{checkpoint} was trained with {section} {stored[section]} but the config asks for {config[section]}; "
+                f"use a new run_dir, or the same {section} settings to resume"
+            )
+
+
+def next_log_version(logs: Path) -> int:
+    """One version folder per launch, shared by the CSV and TensorBoard loggers, so a resume never overwrites metrics."""
+    versions = [int(p.name.removeprefix("version_")) for p in logs.glob("version_*") if p.name[8:].isdigit()]
+    return max(versions, default=-1) + 1
+
+
+def train(config: DictConfig) -> ValidationLog:
+    """Fit the model the config describes; returns the validation log (step, bits per base)."""
+    run_dir = Path(config.run_dir)
+    plain = to_plain(config)
+    last = run_dir / LAST_CHECKPOINT
+    resume = last if last.is_file() else None
+    if resume is not None:
+        check_same_architecture(resume, plain)
+        print(f"resuming from {resume}", flush=True)
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    datamodule = build_genome_datamodule(config.data, config.seed)
+    save_config(config, run_dir / "config.yaml")
+    module = DiffusionLM(plain, mask_id=MASK, output_ids=list(BASE_IDS))
+    validation_log = ValidationLog()
+    version = next_log_version(run_dir / "logs")
+    callbacks: list[L.Callback] = [
+        ModelCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            filename="step={step}",
+            auto_insert_metric_name=False,
+            every_n_train_steps=config.checkpoint_every_n_steps,
+            save_top_k=1,
+            save_last=True,
+        ),
+        LearningRateMonitor(logging_interval="step"),
+        validation_log,
+    ]
+    if config.optim.ema is not None:
+        callbacks.append(EMA(config.optim.ema))
+    trainer = L.Trainer(
+        **plain["trainer"],
+        default_root_dir=run_dir,
+        callbacks=callbacks,
+        logger=[CSVLogger(run_dir, name="logs", version=version), TensorBoardLogger(run_dir, name="logs", version=version)],
+        plugins=[AtomicCheckpointIO()],
+        gradient_clip_val=config.optim.grad_clip,
+        enable_model_summary=False,
+    )
+    with warnings.catch_warnings():
+        # GenomeDataModule restores the data position itself (its state_dict), so this warning does not apply.
+        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    return validation_log
