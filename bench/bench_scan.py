@@ -1,9 +1,11 @@
-"""Selective-scan speed: our chunked scan (custom autograd) vs a position-by-position torch loop.
+"""Selective-scan speed, three tables, each as ratios against a baseline measured in the same run.
 
-Prints forward+backward tokens/s and the activation memory saved for backward
-(bytes of tensors autograd keeps, measured with saved-tensor hooks), as ratios
-against the loop measured in the same run. On CUDA with mamba-ssm installed it
-adds the fused kernel.
+1. Training (forward + backward): our chunked scan (custom autograd) vs a position-by-position torch
+   loop, with the activation memory saved for backward (bytes of tensors autograd keeps, measured with
+   saved-tensor hooks). On CUDA with mamba-ssm installed it adds the fused kernel.
+2. Training at a larger batch: the chunked scan on the whole batch at once vs in batch slices whose
+   states stay under STATE_SLICE_BYTES (what selective_scan_torch does).
+3. Inference (forward, no grad): materialised [L, B, E, N] states vs the stepwise state-only scan.
 
     python bench/bench_scan.py --lengths 1024 4096 --json scan.json
 """
@@ -17,7 +19,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from mdlm_bio.backbones.scan import _kernel_scan, selective_scan_torch
+from mdlm_bio.backbones import scan
+from mdlm_bio.backbones.scan import _kernel_scan, _scan_outputs_stepwise, _scan_outputs_with_states, selective_scan_torch
 
 
 def loop_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus=True):
@@ -73,6 +76,7 @@ def main() -> None:
     parser.add_argument("--d-inner", type=int, default=128, help="Mamba's expanded width E (2 x d_model)")
     parser.add_argument("--d-state", type=int, default=16)
     parser.add_argument("--lengths", type=int, nargs="+", default=[256, 1024, 4096])
+    parser.add_argument("--large-batch", type=int, default=32, help="batch of the slicing table")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", default=None)
@@ -89,14 +93,52 @@ def main() -> None:
         for name, (seconds, saved) in results.items():
             rows.append(dict(implementation=name, length=length, tokens_per_s=args.batch * length / seconds,
                              speedup=base_seconds / seconds, saved_mib=saved / 2**20, memory_ratio=saved / base_bytes))
+    slicing, inference = [], []
+    for length in args.lengths:
+        data = inputs(args.large_batch, args.d_inner, args.d_state, length, args.device)
+        sliced, _ = measure(selective_scan_torch, data, args.repeats)
+        default_slice, scan.STATE_SLICE_BYTES = scan.STATE_SLICE_BYTES, 2**62
+        whole, _ = measure(selective_scan_torch, data, args.repeats)
+        scan.STATE_SLICE_BYTES = default_slice
+        slicing += speed_rows({"whole batch (baseline)": whole, "batch slices": sliced}, args.large_batch, length)
+        data = inputs(args.batch, args.d_inner, args.d_state, length, args.device)
+        timings = {name: time_inference(fn, data, args.repeats)
+                   for name, fn in (("states (baseline)", _scan_outputs_with_states), ("stepwise", _scan_outputs_stepwise))}
+        inference += speed_rows(timings, args.batch, length)
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"device": args.device, "batch": args.batch, "d_inner": args.d_inner, "rows": rows}, handle, indent=2)
+            json.dump({"device": args.device, "batch": args.batch, "d_inner": args.d_inner, "rows": rows,
+                       "slicing": slicing, "inference": inference}, handle, indent=2)
     print(f"device {args.device}, batch {args.batch}, d_inner {args.d_inner}, d_state {args.d_state}; forward + backward")
     print(f"{'implementation':<24}{'L':>7}{'tokens/s':>12}{'speedup':>9}{'saved MiB':>11}{'mem ratio':>11}")
     for r in rows:
         print(f"{r['implementation']:<24}{r['length']:>7}{r['tokens_per_s']:>12,.0f}{r['speedup']:>9.2f}"
               f"{r['saved_mib']:>11.1f}{r['memory_ratio']:>11.2f}")
+    tables = {f"batch {args.large_batch}; forward + backward": slicing, f"batch {args.batch}; forward only": inference}
+    for title, table in tables.items():
+        print(f"\n{title}\n{'implementation':<24}{'L':>7}{'tokens/s':>12}{'speedup':>9}")
+        for r in table:
+            print(f"{r['implementation']:<24}{r['length']:>7}{r['tokens_per_s']:>12,.0f}{r['speedup']:>9.2f}")
+
+
+def speed_rows(seconds: dict[str, float], batch: int, length: int) -> list[dict]:
+    """Rows of tokens/s and speedup against the first entry (the baseline)."""
+    base = next(iter(seconds.values()))
+    return [dict(implementation=name, length=length, tokens_per_s=batch * length / t, speedup=base / t)
+            for name, t in seconds.items()]
+
+
+def time_inference(outputs, args: dict[str, torch.Tensor], repeats: int) -> float:
+    """Seconds per no-grad evaluation of the scan's outputs y = C . h (the part the two paths differ in)."""
+    core = {k: args[k] for k in ("u", "delta", "A", "B", "C")}
+    with torch.no_grad():
+        outputs(**core)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            outputs(**core)
+        if args["u"].is_cuda:
+            torch.cuda.synchronize()
+    return (time.perf_counter() - start) / repeats
 
 
 if __name__ == "__main__":

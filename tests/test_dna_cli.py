@@ -104,6 +104,20 @@ def test_killed_training_resumes_when_the_same_command_is_rerun(tmp_path, data_d
     assert torch.load(last, weights_only=True)["global_step"] == 150
 
 
+def test_ddp_on_two_cpu_processes_and_bf16(tmp_path, data_dir):
+    """Lightning's strategies through trainer.*: DDP (gloo) relaunches the CLI, so it runs as a subprocess."""
+    run = tmp_path / "ddp"
+    command = [sys.executable, "-m", "mdlm_bio.cli", *train_args(run, data_dir, steps=4, every=2),
+               "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp", "trainer.precision=bf16-mixed"]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "distributed_backend=gloo" in finished.stdout + finished.stderr
+    assert "step       4  val bits/base" in finished.stdout
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 4
+    assert all(value.dtype == torch.float32 for value in checkpoint["state_dict"].values() if value.is_floating_point())
+
+
 def test_changing_the_model_of_an_existing_run_is_refused(run_dir, data_dir, capsys):
     argv = train_args(run_dir, data_dir, steps=40) + ["model.overrides.n_layer=3"]
     assert "was trained with model" in error_of(capsys, argv)

@@ -6,6 +6,7 @@ import pytest
 import torch
 from reference_models import naive_selective_scan
 
+from mdlm_bio.backbones import scan as scan_module
 from mdlm_bio.backbones.scan import linear_recurrence, scan, selective_scan, selective_scan_torch
 
 
@@ -52,13 +53,17 @@ def test_scan_gradients_pass_gradcheck():
     assert torch.autograd.gradcheck(scan, (decay, inputs))
 
 
-@pytest.mark.parametrize("training", [True, False], ids=["chunked-with-grad", "stepwise-inference"])
+@pytest.mark.parametrize("path", ["chunked-with-grad", "states-inference", "stepwise-inference"])
 @pytest.mark.parametrize("length", [7, 300])
-def test_selective_scan_matches_naive_float64(length, training):
+def test_selective_scan_matches_naive_float64(length, path, monkeypatch):
     args = scan_inputs(length=length)
     expected = naive_selective_scan(**args)
+    training = path == "chunked-with-grad"
     if training:
         args["u"].requires_grad_()
+        monkeypatch.setattr(scan_module, "STATE_SLICE_BYTES", 1)  # one sequence per slice
+    if path == "stepwise-inference":
+        monkeypatch.setattr(scan_module, "STATE_SLICE_BYTES", 0)
     actual = selective_scan_torch(**args, delta_softplus=True)
     assert actual.requires_grad == training
     torch.testing.assert_close(actual.detach(), expected, rtol=1e-10, atol=1e-10)

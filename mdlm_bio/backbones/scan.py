@@ -117,6 +117,8 @@ def selective_scan_torch(
     needs_grad = torch.is_grad_enabled() and any(x.requires_grad for x in (u, delta, A, B, C))
     if needs_grad:
         y = torch.cat([_scan_outputs_with_states(*part) for part in _batch_slices(u, delta, A, B, C)])
+    elif u.numel() * A.shape[1] * u.element_size() <= STATE_SLICE_BYTES:
+        y = _scan_outputs_with_states(u, delta, A, B, C)
     else:
         y = _scan_outputs_stepwise(u, delta, A, B, C)
     if D is not None:
@@ -154,8 +156,9 @@ def _scan_outputs_with_states(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C:
 def _scan_outputs_stepwise(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> Tensor:
     """The same outputs without gradients, stepping one position at a time on a single [B, E, N] state.
 
-    Inference needs no stored states, and never building the [L, B, E, N] tensors makes sampling and
-    scoring several times faster on CPU (see bench/bench_scan.py), at the price of L small Python steps.
+    Inference needs no stored states. Once they would pass STATE_SLICE_BYTES, never building the
+    [L, B, E, N] tensors is 2-3x faster on CPU (bench/bench_scan.py); below that, L small Python steps
+    cost more than the tensors save.
     """
     batch, inner, length = u.shape
     delta_l = delta.permute(2, 0, 1).contiguous()
