@@ -82,8 +82,8 @@ class DiffusionLM(L.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         out = self.objective(batch["tokens"], batch.get("attention_mask"), self.step_generator(batch["tokens"].device))
-        self.log("train/loss", out.loss, prog_bar=True)
-        self.log("train/bits_per_base", out.loss / LN2)
+        self.log("train/loss", out.loss)
+        self.log("train/bits_per_base", out.loss / LN2, prog_bar=True)  # same unit as val/bits_per_base
         return out.loss
 
     def step_generator(self, device: torch.device) -> torch.Generator:
