@@ -117,7 +117,7 @@ def selective_scan_torch(
     needs_grad = torch.is_grad_enabled() and any(x.requires_grad for x in (u, delta, A, B, C))
     if needs_grad:
         y = torch.cat([_scan_outputs_with_states(*part) for part in _batch_slices(u, delta, A, B, C)])
-    elif u.numel() * A.shape[1] * u.element_size() <= STATE_SLICE_BYTES:
+    elif _state_bytes(u, A) <= STATE_SLICE_BYTES:
         y = _scan_outputs_with_states(u, delta, A, B, C)
     else:
         y = _scan_outputs_stepwise(u, delta, A, B, C)
@@ -137,10 +137,13 @@ def _batch_slices(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> 
     glibc serves blocks over 32 MiB with fresh mmap pages, and faulting those in on every call cost more than
     the arithmetic (3-4x slower training steps on CPU); smaller blocks are reused from the heap.
     """
-    batch, inner, length = u.shape
-    per_sequence = length * inner * A.shape[1] * u.element_size()
-    size = max(1, STATE_SLICE_BYTES // per_sequence)
-    return [(u[i : i + size], delta[i : i + size], A, B[i : i + size], C[i : i + size]) for i in range(0, batch, size)]
+    size = max(1, STATE_SLICE_BYTES // _state_bytes(u[:1], A))
+    return [(u[i : i + size], delta[i : i + size], A, B[i : i + size], C[i : i + size]) for i in range(0, len(u), size)]
+
+
+def _state_bytes(u: Tensor, A: Tensor) -> int:
+    """Bytes of the [L, B, E, N] states of a scan over u [B, E, L]."""
+    return u.numel() * A.shape[1] * u.element_size()
 
 
 def _scan_outputs_with_states(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> Tensor:

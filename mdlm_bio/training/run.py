@@ -44,7 +44,8 @@ def check_same_architecture(checkpoint: Path, config: dict[str, Any]) -> None:
 
 def next_log_version(logs: Path) -> int:
     """One version folder per launch, shared by the CSV and TensorBoard loggers, so a resume never overwrites metrics."""
-    versions = [int(p.name.removeprefix("version_")) for p in logs.glob("version_*") if p.name[8:].isdigit()]
+    suffixes = (path.name.removeprefix("version_") for path in logs.glob("version_*"))
+    versions = [int(suffix) for suffix in suffixes if suffix.isdigit()]
     return max(versions, default=-1) + 1
 
 
@@ -87,7 +88,7 @@ def train(config: DictConfig) -> ValidationLog:
         enable_model_summary=False,
     )
     with warnings.catch_warnings():
-        # GenomeDataModule restores the data position itself (its state_dict), so this warning does not apply.
+        # The training sampler resumes from the restored batch count (WindowStream), so this warning does not apply.
         warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     return validation_log
