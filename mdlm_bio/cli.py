@@ -38,6 +38,22 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--fasta-url", default=None, help="a mirror of UCSC's hg38.fa.gz (default: UCSC)")
     data.add_argument("--bed-url", default=None, help="a mirror of the Basenji/HyenaDNA sequences_human.bed")
 
+    finetune = commands.add_parser("finetune", help="fine-tune classifiers on Genomic Benchmarks, seeds x datasets")
+    finetune.add_argument("benchmark", choices=["genomic-benchmarks"])
+    finetune.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. optim.lr=1e-3 epochs=5")
+    finetune.add_argument("--datasets", nargs="+", default=None, help="dataset names (default: all 8, plus "
+                          "drosophila_enhancers_stark if present); any folder of --data-dir in the same layout")
+    finetune.add_argument("--ckpt", default=None, help="start from an mdlm-bio run/.ckpt or a Caduceus checkpoint "
+                          "(file or hf:kuleshov-group/...); default: from scratch")
+    finetune.add_argument("--seeds", type=int, default=5, help="seeds per dataset (default: 5)")
+    finetune.add_argument("--preset", default="genomic-benchmarks",
+                          help="config in configs/finetune (genomic-benchmarks, genomic-benchmarks-tiny) or a .yaml")
+    finetune.add_argument("--data-dir", type=Path, default=None,
+                          help="folder in the package's layout (default: ~/.genomic_benchmarks)")
+    finetune.add_argument("--no-download", action="store_true", help="fail instead of downloading missing datasets")
+    finetune.add_argument("--mirror", default=None, help="a URL serving files/<dataset>_v0.zip (default: Zenodo)")
+    finetune.add_argument("--run-dir", type=Path, default=None, help="where runs and results go (default: the preset's)")
+
     sample = commands.add_parser("sample", help="generate DNA as FASTA from a trained model")
     _add_sampling_options(sample, "first-hitting")
     sample.add_argument("--num", type=int, default=16, help="number of sequences (default: 16)")

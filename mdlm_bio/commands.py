@@ -7,6 +7,7 @@ import csv
 import io
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -24,6 +25,23 @@ def run_train(args: argparse.Namespace) -> None:
     from .training.run import train
 
     train(load_config(args.preset, args.overrides))
+
+
+def run_finetune(args: argparse.Namespace) -> None:
+    from .training.benchmark_table import write_results
+    from .training.config import load_config
+    from .training.finetune import finetune_benchmarks
+
+    options = {"data.data_dir": args.data_dir, "data.mirror": args.mirror, "run_dir": args.run_dir, "init_from": args.ckpt}
+    overrides = [f"{key}={value}" for key, value in options.items() if value is not None]
+    if args.no_download:
+        overrides.append("data.download=false")
+    config = load_config(args.preset, [*overrides, *args.overrides], kind="finetune")
+    results = finetune_benchmarks(config, args.datasets, args.seeds)
+    title = f"{args.ckpt or 'scratch ' + config.model.preset}"
+    _, markdown = write_results(results, Path(config.run_dir), title)
+    print(markdown.read_text())
+    print(f"results in {Path(config.run_dir) / 'results.json'} and {markdown}")
 
 
 def run_data(args: argparse.Namespace) -> None:
@@ -155,6 +173,7 @@ def run_demo(args: argparse.Namespace) -> None:
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "demo": run_demo,
     "train": run_train,
+    "finetune": run_finetune,
     "data": run_data,
     "sample": run_sample,
     "infill": run_infill,

@@ -179,6 +179,10 @@ class PostHocConjoined(nn.Module):
         return (self.model(tokens, t) + reverse_complement_logits(logits_rc, cmap)) / 2
 
     def features(self, tokens: Tensor, t: Tensor | None = None) -> Tensor:
-        cmap = self.model.complement_map
-        features_rc = self.model.features(reverse_complement_tokens(tokens, cmap), t)
-        return (self.model.features(tokens, t) + features_rc.flip(1)) / 2
+        return conjoined_features(self.model, tokens, t)
+
+
+def conjoined_features(model: Caduceus, tokens: Tensor, t: Tensor | None = None) -> Tensor:
+    """Per-position features averaged over a sequence and its reverse complement (aligned to forward positions)."""
+    features_rc = model.features(reverse_complement_tokens(tokens, model.complement_map), t)
+    return (model.features(tokens, t) + features_rc.flip(1)) / 2

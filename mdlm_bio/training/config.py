@@ -1,4 +1,4 @@
-"""Training configs: YAML presets in configs/train, `key=value` overrides, validation, and saving.
+"""Run configs: YAML presets in configs/train and configs/finetune, `key=value` overrides, validation, and saving.
 
 A preset may name another with `inherit: NAME` and list only what differs.
 Keys are closed (a typo is an error naming the key), except `model.overrides`
@@ -18,38 +18,48 @@ from ..backbones import preset_names
 
 OPEN_SECTIONS = ("model.overrides", "trainer")
 CHOICES = {
-    "data.dataset": ("bundled", "hg38", "fasta"),
-    "objective.kind": ("mdlm", "ar"),
-    "optim.decay": ("cosine", "constant"),
+    "train": {
+        "data.dataset": ("bundled", "hg38", "fasta", "genomic-benchmarks"),
+        "objective.kind": ("mdlm", "ar"),
+        "optim.decay": ("cosine", "constant"),
+    },
+    "finetune": {"optim.decay": ("cosine", "constant"), "model.conjoin": ("auto", True, False)},
 }
+POSITIVE_INTEGERS = {
+    "train": ("data.window", "data.batch_size", "trainer.max_steps", "checkpoint_every_n_steps"),
+    "finetune": ("data.batch_size", "data.max_length", "epochs"),
+}
+# Keys a labelled-sequence (genomic-benchmarks) training config needs besides the genome ones.
+LABELLED_DATA_KEYS = ("benchmark", "download", "mirror", "valid_fraction", "label_dropout")
 
 
 class ConfigError(ValueError):
     """A config that names an unknown key or an invalid value."""
 
 
-def train_preset_names() -> list[str]:
-    folder = resources.files("mdlm_bio.configs") / "train"
+def preset_names_of(kind: str) -> list[str]:
+    """Preset names in configs/<kind> (train, finetune)."""
+    folder = resources.files("mdlm_bio.configs") / kind
     return sorted(entry.name.removesuffix(".yaml") for entry in folder.iterdir() if entry.name.endswith(".yaml"))
 
 
-def _read(name_or_path: str) -> DictConfig:
+def _read(name_or_path: str, kind: str) -> DictConfig:
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         config = OmegaConf.load(path)
-    elif name_or_path in train_preset_names():
-        config = OmegaConf.create((resources.files("mdlm_bio.configs") / "train" / f"{name_or_path}.yaml").read_text())
+    elif name_or_path in preset_names_of(kind):
+        config = OmegaConf.create((resources.files("mdlm_bio.configs") / kind / f"{name_or_path}.yaml").read_text())
     else:
-        raise ConfigError(f"unknown training preset {name_or_path!r}; choose from {train_preset_names()} or give a .yaml file")
+        raise ConfigError(f"unknown {kind} preset {name_or_path!r}; choose from {preset_names_of(kind)} or give a .yaml file")
     parent = config.pop("inherit", None)
-    return OmegaConf.merge(_read(parent), config) if parent else config
+    return OmegaConf.merge(_read(parent, kind), config) if parent else config
 
 
-def load_config(name_or_path: str, overrides: Sequence[str] = ()) -> DictConfig:
-    """The resolved config of a preset (or YAML file) with dotted `key=value` overrides applied."""
-    config = _read(name_or_path)
+def load_config(name_or_path: str, overrides: Sequence[str] = (), kind: str = "train") -> DictConfig:
+    """The resolved config of a preset in configs/<kind> (or a YAML file) with dotted `key=value` overrides."""
+    config = _read(name_or_path, kind)
     OmegaConf.set_struct(config, True)
     for section in OPEN_SECTIONS:
         OmegaConf.set_struct(OmegaConf.select(config, section), False)
@@ -62,23 +72,31 @@ def load_config(name_or_path: str, overrides: Sequence[str] = ()) -> DictConfig:
             raise ConfigError(f"unknown config key {override.split('=', 1)[0]!r} in override {override!r}") from None
         except OmegaConfBaseException as error:
             raise ConfigError(f"bad override {override!r}: {error.msg}") from None
-    validate(config)
+    validate(config, kind)
     return config
 
 
-def validate(config: DictConfig) -> None:
-    for key, allowed in CHOICES.items():
+def validate(config: DictConfig, kind: str = "train") -> None:
+    for key, allowed in CHOICES[kind].items():
         value = OmegaConf.select(config, key)
         if value not in allowed:
             raise ConfigError(f"{key} must be one of {list(allowed)}, not {value!r}")
     if config.model.preset not in preset_names():
         raise ConfigError(f"model.preset {config.model.preset!r} is not a backbone preset; choose from {preset_names()}")
-    if config.data.dataset == "fasta" and not config.data.fasta:
-        raise ConfigError("data.dataset=fasta needs data.fasta=PATH")
-    for key in ("data.window", "data.batch_size", "trainer.max_steps", "checkpoint_every_n_steps"):
+    for key in POSITIVE_INTEGERS[kind]:
         value = OmegaConf.select(config, key)
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"{key} must be a positive integer, not {value!r}")
+    if kind != "train":
+        return
+    if config.data.dataset == "fasta" and not config.data.fasta:
+        raise ConfigError("data.dataset=fasta needs data.fasta=PATH")
+    if config.data.dataset == "genomic-benchmarks":
+        missing = [key for key in LABELLED_DATA_KEYS if key not in config.data]
+        if missing:
+            raise ConfigError(f"data.dataset=genomic-benchmarks needs data keys {missing} (as in conditional-demo)")
+        if not 0.0 <= config.data.label_dropout < 1.0:
+            raise ConfigError(f"data.label_dropout must lie in [0, 1), not {config.data.label_dropout!r}")
 
 
 def save_config(config: DictConfig, path: Path) -> None:

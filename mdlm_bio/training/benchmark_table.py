@@ -1,0 +1,83 @@
+"""Genomic Benchmarks results as mean ± std per dataset, in Markdown and JSON, next to published numbers."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from ..dna.fasta import atomic_output
+from .finetune import SeedResult
+
+
+def published_results() -> dict[str, Any]:
+    """configs/benchmarks/genomic-benchmarks.yaml: sources, shown columns, and results per paper and model."""
+    text = (resources.files("mdlm_bio.configs") / "benchmarks" / "genomic-benchmarks.yaml").read_text()
+    return OmegaConf.to_container(OmegaConf.create(text))  # type: ignore[return-value]
+
+
+def summarise(results: Sequence[SeedResult]) -> dict[str, dict[str, Any]]:
+    """Per dataset: mean, sample std (ddof=1; 0 for one seed), min, max and the per-seed test accuracies."""
+    by_dataset: dict[str, list[SeedResult]] = defaultdict(list)
+    for result in results:
+        by_dataset[result.dataset].append(result)
+    summary = {}
+    for dataset, runs in by_dataset.items():
+        accuracies = np.array([run.test_accuracy for run in sorted(runs, key=lambda run: run.seed)])
+        summary[dataset] = {
+            "mean": float(accuracies.mean()),
+            "std": float(accuracies.std(ddof=1)) if accuracies.size > 1 else 0.0,
+            "min": float(accuracies.min()),
+            "max": float(accuracies.max()),
+            "seeds": sorted(run.seed for run in runs),
+            "test_accuracy": accuracies.tolist(),
+        }
+    return summary
+
+
+def _published_cell(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, list):
+        return f"{value[0]:.3f} ± {value[1]:.3f}"
+    return f"{value:.3f}"
+
+
+def markdown_table(summary: dict[str, dict[str, Any]], published: dict[str, Any], title: str) -> str:
+    columns = published["columns"]
+    header = ["dataset", f"ours ({title})", *(column.split("/", 1)[1] for column in columns)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for dataset, row in summary.items():
+        ours = f"**{row['mean']:.3f} ± {row['std']:.3f}** (n={len(row['seeds'])})"
+        cells = []
+        for column in columns:
+            paper, model = column.split("/", 1)
+            cells.append(_published_cell(published["results"][paper][model].get(dataset)))
+        lines.append("| " + " | ".join([dataset, ours, *cells]) + " |")
+    notes = [f"- {paper}: {text}" for paper, text in published["sources"].items()]
+    return "\n".join(
+        ["# Genomic Benchmarks: top-1 test accuracy", "", *lines, "",
+         "Ours: mean ± sample std over seeds, each scored with its best-validation checkpoint.",
+         "Published columns use each paper's own spread (see sources).", "", *notes, ""]
+    )
+
+
+def write_results(results: Sequence[SeedResult], out_dir: Path, title: str) -> tuple[Path, Path]:
+    """results.json (per seed, summary, and the published numbers) and results.md in out_dir."""
+    published = published_results()
+    summary = summarise(results)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, markdown_path = out_dir / "results.json", out_dir / "results.md"
+    payload = {"model": title, "summary": summary, "runs": [asdict(r) for r in results], "published": published}
+    with atomic_output(json_path) as handle:
+        handle.write(json.dumps(payload, indent=2) + "\n")
+    with atomic_output(markdown_path) as handle:
+        handle.write(markdown_table(summary, published, title))
+    return json_path, markdown_path

@@ -1,0 +1,137 @@
+"""Sequence classification on a DNA backbone: mean-pooled features and a linear head (Caduceus's protocol).
+
+The backbone starts from a pretrained checkpoint (ours, or a published Caduceus one) or from scratch.
+Models without parameter sharing between strands (Caduceus-Ph, plain BiMamba) are conjoined at
+evaluation: features of a sequence and of its reverse complement are averaged before pooling.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..backbones import build_backbone
+from ..backbones.caduceus import Caduceus, conjoined_features
+from .labelled_data import random_reverse_complement
+from .module import lr_factor
+
+
+class NotAClassifierBackbone(ValueError):
+    """A backbone without per-position DNA features (e.g. the text DiT)."""
+
+
+def mean_pool(features: Tensor, attention_mask: Tensor) -> Tensor:
+    """Average of the features over real (non-padding) positions: [B, L, D] -> [B, D]."""
+    weights = attention_mask.to(features.dtype)[..., None]
+    return (features * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+def pretrained_backbone(spec: str | Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """(backbone config, backbone weights) from an mdlm-bio run folder or .ckpt (EMA weights where trained
+    with EMA), or from a published Caduceus checkpoint (a local file or hf:kuleshov-group/caduceus-...)."""
+    from ..backbones.pretrained import HF_PREFIX, caduceus_config_from_state, import_caduceus, read_state_dict, resolve_checkpoint
+    from .checkpoints import checkpoint_path, load_trained
+    from .module import backbone_config
+
+    if not str(spec).startswith(HF_PREFIX) and _is_our_checkpoint(checkpoint_path(spec)):
+        trained = load_trained(spec)
+        return backbone_config(trained.config["model"]), trained.module.backbone.state_dict()
+    state = read_state_dict(resolve_checkpoint(spec))
+    return caduceus_config_from_state(state, str(spec)), import_caduceus(state, str(spec)).state_dict()
+
+
+def _is_our_checkpoint(path: Path) -> bool:
+    if path.suffix != ".ckpt":
+        return False
+    payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return "mdlm_bio_config" in payload
+
+
+def should_conjoin(setting: bool | str, backbone: Caduceus) -> bool:
+    """`auto` conjoins exactly the models that are not RC-equivariant by construction."""
+    if setting == "auto":
+        return not backbone.rcps
+    if not isinstance(setting, bool):
+        raise ValueError(f"model.conjoin must be auto, true or false, not {setting!r}")
+    return setting
+
+
+class SequenceClassifier(L.LightningModule):
+    """Backbone + mean pooling + linear head, trained with cross-entropy; logs loss and top-1 accuracy.
+
+    `config` is the run's resolved fine-tuning config; `backbone_config` the architecture (stored in the
+    checkpoint with the class names, so a checkpoint alone rebuilds the classifier).
+    """
+
+    def __init__(self, config: dict[str, Any], backbone_config: dict[str, Any], classes: list[str]) -> None:
+        super().__init__()
+        self.config, self.backbone_config, self.classes = config, dict(backbone_config), list(classes)
+        self.backbone = build_backbone(self.backbone_config)
+        if not isinstance(self.backbone, Caduceus):
+            raise NotAClassifierBackbone(
+                f"fine-tuning needs a DNA backbone (caduceus); got {self.backbone_config.get('architecture')!r}"
+            )
+        self.head = nn.Linear(self.backbone.d_model, len(classes))
+        self.conjoin = should_conjoin(config["model"]["conjoin"], self.backbone)
+
+    def forward(self, tokens: Tensor, attention_mask: Tensor, conjoin: bool = False) -> Tensor:
+        """Class logits [B, C]."""
+        features = conjoined_features(self.backbone, tokens) if conjoin else self.backbone.features(tokens)
+        return self.head(mean_pool(features.to(self.head.weight.dtype), attention_mask))
+
+    def predict_proba(self, tokens: Tensor, attention_mask: Tensor) -> Tensor:
+        return self(tokens, attention_mask, conjoin=self.conjoin).softmax(-1)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        seed = np.random.SeedSequence([self.config["seed"], self.global_step]).generate_state(1)[0]
+        generator = torch.Generator().manual_seed(int(seed))
+        batch = random_reverse_complement(batch, self.config["data"]["rc_augment"], generator)
+        logits = self(batch["tokens"], batch["attention_mask"])
+        loss = nn.functional.cross_entropy(logits, batch["labels"])
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/acc", (logits.argmax(-1) == batch["labels"]).float().mean())
+        return loss
+
+    def _evaluate(self, batch: dict[str, Tensor], stage: str) -> None:
+        logits = self(batch["tokens"], batch["attention_mask"], conjoin=self.conjoin)
+        size = batch["labels"].numel()
+        self.log(f"{stage}/loss", nn.functional.cross_entropy(logits, batch["labels"]), batch_size=size, sync_dist=True)
+        accuracy = (logits.argmax(-1) == batch["labels"]).float().mean()
+        self.log(f"{stage}/acc", accuracy, batch_size=size, prog_bar=True, sync_dist=True)
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def configure_optimizers(self):
+        optim = self.config["optim"]
+        optimizer = torch.optim.AdamW(self.parameters(), lr=optim["lr"], weight_decay=optim["weight_decay"])
+        total = self.trainer.estimated_stepping_batches
+        warmup = round(optim["warmup_fraction"] * total)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, max(1, warmup), total, optim["decay"], optim["min_lr_ratio"])
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["mdlm_bio_classifier"] = {
+            "config": self.config, "backbone_config": self.backbone_config, "classes": self.classes
+        }
+
+
+def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> SequenceClassifier:
+    """A fine-tuned classifier checkpoint -> the model in eval mode."""
+    payload = torch.load(path, map_location=device, weights_only=True)
+    if "mdlm_bio_classifier" not in payload:
+        raise ValueError(f"{path} is not an mdlm-bio classifier checkpoint (from `mdlm-bio finetune`)")
+    stored = payload["mdlm_bio_classifier"]
+    model = SequenceClassifier(stored["config"], stored["backbone_config"], stored["classes"])
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device).eval()

@@ -1,0 +1,153 @@
+"""`mdlm-bio finetune genomic-benchmarks`: every (dataset, seed) fine-tuned, tested, and summarised.
+
+Each finished (dataset, seed) writes `result.json` next to its best checkpoint; a rerun of the same
+run_dir skips those, so an interrupted sweep continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import DictConfig, OmegaConf
+
+from ..dna.benchmarks import (
+    OPTIONAL_DATASETS,
+    STANDARD_DATASETS,
+    LabelledSequences,
+    carve_validation,
+    default_data_dir,
+    ensure_present,
+    is_present,
+    read_split,
+)
+from .callbacks import AtomicCheckpointIO
+from .classifier import SequenceClassifier, pretrained_backbone
+from .config import save_config, to_plain
+from .labelled_data import LabelledDataModule
+from .module import backbone_config
+
+BEST_CHECKPOINT = "best.ckpt"
+# Settings that change results; a run folder holding results made with other values is refused.
+RESULT_DEFINING = ("init_from", "model", "optim", "epochs", "data.valid_fraction", "data.batch_size", "data.rc_augment",
+                   "data.max_length", "data.max_length_per_dataset")
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    dataset: str
+    seed: int
+    test_accuracy: float
+    best_val_accuracy: float
+    num_train: int
+    num_valid: int
+    num_test: int
+    checkpoint: str
+
+
+def data_dir_of(config: DictConfig) -> Path:
+    return Path(config.data.data_dir) if config.data.data_dir else default_data_dir()
+
+
+def select_datasets(requested: list[str] | None, data_dir: Path) -> list[str]:
+    """`None` or `all`: the 8 standard datasets, plus the optional ones already in data_dir. A name outside
+    the benchmark is accepted when data_dir holds it in the same layout (your own labelled sequences)."""
+    if not requested or requested == ["all"]:
+        return list(STANDARD_DATASETS) + [name for name in OPTIONAL_DATASETS if is_present(data_dir, name)]
+    known = STANDARD_DATASETS + OPTIONAL_DATASETS
+    unknown = [name for name in requested if name not in known and not is_present(data_dir, name)]
+    if unknown:
+        raise ValueError(
+            f"unknown dataset(s) {unknown}: not in Genomic Benchmarks {list(known)} and not found in {data_dir}"
+        )
+    return list(dict.fromkeys(requested))
+
+
+def max_length_of(config: DictConfig, dataset: str) -> int:
+    return int(config.data.max_length_per_dataset.get(dataset, config.data.max_length))
+
+
+def finetune_one(
+    config: DictConfig,
+    dataset: str,
+    train_all: LabelledSequences,
+    test: LabelledSequences,
+    seed: int,
+    init: tuple[dict[str, Any], dict[str, Any]] | None,
+) -> SeedResult:
+    """Fine-tune on one (dataset, seed), keep the best-validation checkpoint, and score the test split with it."""
+    run_dir = Path(config.run_dir) / dataset / f"seed_{seed}"
+    L.seed_everything(seed, workers=True, verbose=False)
+    train, valid = carve_validation(train_all, config.data.valid_fraction, seed)
+    plain = {**to_plain(config), "seed": seed}
+    architecture = init[0] if init else backbone_config(plain["model"])
+    module = SequenceClassifier(plain, architecture, list(train_all.classes))
+    if init:
+        module.backbone.load_state_dict(init[1])
+    data = LabelledDataModule(
+        train, valid, test, config.data.batch_size, max_length_of(config, dataset), seed, config.data.num_workers
+    )
+    checkpoints = run_dir / "checkpoints"
+    shutil.rmtree(checkpoints, ignore_errors=True)  # left by an interrupted attempt at this seed: start over
+    best = ModelCheckpoint(dirpath=checkpoints, filename=BEST_CHECKPOINT.removesuffix(".ckpt"), monitor="val/acc", mode="max")
+    trainer = L.Trainer(
+        **plain["trainer"],
+        max_epochs=config.epochs,
+        default_root_dir=run_dir,
+        callbacks=[best],
+        logger=CSVLogger(run_dir, name="logs"),
+        plugins=[AtomicCheckpointIO()],
+        gradient_clip_val=config.optim.grad_clip,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, datamodule=data)
+    (metrics,) = trainer.test(module, datamodule=data, ckpt_path=best.best_model_path, verbose=False)
+    result = SeedResult(
+        dataset, seed, float(metrics["test/acc"]), float(best.best_model_score), len(train), len(valid), len(test),
+        str(best.best_model_path),
+    )
+    (run_dir / "result.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
+    return result
+
+
+def check_same_settings(config: DictConfig) -> None:
+    """Refuse to mix results of different settings in one run folder (the skip-finished-seeds logic would)."""
+    saved = Path(config.run_dir) / "config.yaml"
+    if not saved.is_file():
+        return
+    before = OmegaConf.load(saved)
+    for key in RESULT_DEFINING:
+        old, new = OmegaConf.select(before, key), OmegaConf.select(config, key)
+        if old != new:
+            raise ValueError(f"{config.run_dir} holds results made with {key}={old}, not {new}; use another run_dir")
+
+
+def finetune_benchmarks(config: DictConfig, datasets: list[str] | None, num_seeds: int) -> list[SeedResult]:
+    """Run the sweep; returns every (dataset, seed) result, finished earlier or now."""
+    if num_seeds < 1:
+        raise ValueError(f"--seeds must be a positive integer, not {num_seeds}")
+    data_dir = data_dir_of(config)
+    names = select_datasets(datasets, data_dir)
+    check_same_settings(config)
+    init = pretrained_backbone(config.init_from) if config.init_from else None
+    save_config(config, Path(config.run_dir) / "config.yaml")
+    results = []
+    for name in names:
+        dataset_dir = ensure_present(name, data_dir, config.data.download, config.data.mirror)
+        splits: tuple[LabelledSequences, LabelledSequences] | None = None
+        for seed in range(config.seed, config.seed + num_seeds):
+            done = Path(config.run_dir) / name / f"seed_{seed}" / "result.json"
+            if done.is_file():
+                results.append(SeedResult(**json.loads(done.read_text())))
+                continue
+            if splits is None:
+                splits = read_split(dataset_dir, "train"), read_split(dataset_dir, "test")
+            print(f"fine-tuning {name}, seed {seed}", flush=True)
+            results.append(finetune_one(config, name, *splits, seed, init))
+    return results
