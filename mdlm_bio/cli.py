@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
 
     train = commands.add_parser("train", help="train a model from a preset in configs/train (demo, hg38, ...)")
-    train.add_argument("preset", help="preset name (demo, demo-ar, hg38, hg38-131k, hg38-ar) or a .yaml file")
+    train.add_argument("preset", help="preset name (demo, demo-ar, hg38, hg38-131k, hg38-ar, conditional) or a .yaml file")
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. trainer.max_steps=500 run_dir=runs/x")
 
     data = commands.add_parser("data", help="download and convert a genome (hg38) for training")
@@ -60,7 +60,21 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--length", type=int, default=None, help="bases per sequence (default: the training window)")
     sample.add_argument("--batch-size", type=int, default=16)
     sample.add_argument("--prompt", type=Path, default=None, help="FASTA whose first record every sample continues")
+    sample.add_argument("--class", dest="class_label", default=None,
+                        help="class name (or index) for a class-conditional model (mdlm-bio train conditional)")
+    sample.add_argument("--guidance", type=float, default=None, help="classifier-free guidance weight with --class: "
+                        "0 = unconditional, 1 = conditional (default), > 1 = pushed further toward the class")
     sample.add_argument("--out", type=Path, default=Path("generated.fa"))
+
+    evaluate = commands.add_parser("evaluate-guidance", help="oracle accuracy and k-mer report of class-guided samples")
+    _add_sampling_options(evaluate, "first-hitting")
+    evaluate.add_argument("--classifier", type=Path, required=True, help="a fine-tuned classifier checkpoint "
+                          "(RUN_DIR/<dataset>/seed_<s>/checkpoints/best.ckpt from mdlm-bio finetune)")
+    evaluate.add_argument("--guidance", type=float, nargs="+", default=[0.0, 1.0, 2.0], help="weights (default: 0 1 2)")
+    evaluate.add_argument("--num", type=int, default=64, help="samples per class and weight (default: 64)")
+    evaluate.add_argument("--length", type=int, default=None, help="bases per sample (default: the training window)")
+    evaluate.add_argument("--data-dir", type=Path, default=None, help="benchmark folder, if moved since training")
+    evaluate.add_argument("--out-dir", type=Path, default=Path("guidance_eval"))
 
     infill = commands.add_parser("infill", help="fill N runs (or bed regions) of FASTA records, keeping other bases")
     _add_sampling_options(infill, "ancestral")

@@ -66,6 +66,19 @@ def _plan(args: argparse.Namespace, context: int):
     return SamplingPlan(args.sampler, args.steps, context, args.top_p)
 
 
+def _class_denoiser(model, class_label: str | None, guidance: float | None):
+    """The denoiser to sample with, and the FASTA header words that say how it was conditioned."""
+    if class_label is None:
+        if guidance is not None:
+            raise ValueError("--guidance needs --class: guidance steers toward a class")
+        if model.classes:
+            return model.module.class_denoiser(None), " class=none"
+        return model.module.denoiser, ""
+    label = model.class_index(class_label)
+    weight = 1.0 if guidance is None else guidance
+    return model.module.guided_denoiser(label, weight), f" class={model.classes[label]} guidance={weight:g}"
+
+
 def run_sample(args: argparse.Namespace) -> None:
     import torch
 
@@ -77,16 +90,32 @@ def run_sample(args: argparse.Namespace) -> None:
     length = args.length or model.context
     prompt = next(iter(read_fasta(args.prompt))).tokens if args.prompt else None
     plan = _plan(args, model.context)
+    denoiser, condition = _class_denoiser(model, args.class_label, args.guidance)
     with torch.no_grad(), tqdm(total=args.num, desc="sampling", unit="seq") as bar:
         sequences, calls = generate(
-            model.module.denoiser, model.module.engine.schedule, plan, num=args.num, length=length, seed=args.seed,
+            denoiser, model.module.engine.schedule, plan, num=args.num, length=length, seed=args.seed,
             batch_size=args.batch_size, prompt=prompt, device=args.device, progress=bar.update,
         )
-    header = f"sampler={args.sampler} steps={args.steps} length={length} seed={args.seed} model={model.description}"
+    header = f"sampler={args.sampler} steps={args.steps} length={length} seed={args.seed}{condition} model={model.description}"
     if args.prompt:
         header += f" prompt={args.prompt}"
     write_fasta(((f"sample_{i}", f"sample_{i} {header}", decode(s)) for i, s in enumerate(sequences)), args.out)
     print(f"wrote {len(sequences)} sequences of {length} bases to {args.out} ({calls} network calls)")
+
+
+def run_evaluate_guidance(args: argparse.Namespace) -> None:
+    from .training.classifier import load_classifier
+    from .training.guidance_eval import evaluate_guidance
+
+    for name in ("num", "length"):
+        _positive(name, getattr(args, name))
+    model = _load(args)
+    classifier = load_classifier(args.classifier, args.device)
+    evaluate_guidance(
+        model, classifier, args.guidance, _plan(args, model.context), num=args.num, length=args.length or model.context,
+        out_dir=args.out_dir, seed=args.seed, data_dir=args.data_dir, device=args.device,
+    )
+    print((args.out_dir / "summary.md").read_text())
 
 
 def run_infill(args: argparse.Namespace) -> None:
@@ -160,7 +189,7 @@ def run_demo(args: argparse.Namespace) -> None:
     samples, reference = args.out_dir / "samples.fa", args.out_dir / "heldout.fa"
     run_sample(argparse.Namespace(
         ckpt=config.run_dir, sampler="first-hitting", steps=128, top_p=None, seed=args.seed, device="cpu",
-        num=16, length=2 * config.data.window, batch_size=16, prompt=None, out=samples,
+        num=16, length=2 * config.data.window, batch_size=16, prompt=None, out=samples, class_label=None, guidance=None,
     ))
     held_out_reference(config.data.data_dir, args.out_dir / "heldout.fa")
     run_report(argparse.Namespace(generated=samples, reference=reference, out_dir=args.out_dir / "report", k=[3, 6]))
@@ -176,6 +205,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "finetune": run_finetune,
     "data": run_data,
     "sample": run_sample,
+    "evaluate-guidance": run_evaluate_guidance,
     "infill": run_infill,
     "score": run_score,
     "report": run_report,

@@ -30,7 +30,7 @@ from mdlm_bio.dna.tokenizer import PAD, SequenceError, complement_map
 from mdlm_bio.training.classifier import SequenceClassifier, load_classifier, mean_pool, pretrained_backbone
 from mdlm_bio.training.config import ConfigError, load_config
 from mdlm_bio.training.finetune import select_datasets
-from mdlm_bio.training.labelled_data import collate
+from mdlm_bio.training.labelled_data import collate, random_reverse_complement
 
 TINY_RUN = ["--preset", "genomic-benchmarks-tiny"]
 
@@ -163,7 +163,7 @@ def test_finetune_config_rejects_bad_values():
         load_config("genomic-benchmarks", ["model.conjoin=sometimes"], kind="finetune")
     with pytest.raises(ConfigError, match="epochs must be a positive integer, not 0"):
         load_config("genomic-benchmarks", ["epochs=0"], kind="finetune")
-    with pytest.raises(ConfigError, match="unknown finetune preset 'nope'"):
+    with pytest.raises(ConfigError, match="unknown fine-tuning preset 'nope'"):
         load_config("nope", kind="finetune")
 
 
@@ -196,3 +196,21 @@ def test_finetune_cli_trains_tests_summarises_and_resumes(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["finetune", "genomic-benchmarks", "optim.lr=1.0e-4", *options])
     assert "holds results made with optim={" in capsys.readouterr().err
+
+
+def test_collate_pads_right_and_crops_to_max_length():
+    batch = collate([(np.array([7, 8, 9, 10, 7, 8]), 1), (np.array([9, 9]), 0)], max_length=4)
+    assert batch["tokens"].tolist() == [[7, 8, 9, 10], [9, 9, PAD, PAD]]
+    assert batch["attention_mask"].tolist() == [[True] * 4, [True, True, False, False]]
+    assert batch["labels"].tolist() == [1, 0]
+
+
+def test_rc_augmentation_flips_whole_sequences_with_their_padding():
+    batch = collate([(np.array([7, 7, 8]), 0)] * 400 + [(np.array([7, 7, 8, 9]), 1)], max_length=8)
+    never = random_reverse_complement(batch, 0.0, torch.Generator().manual_seed(0))
+    assert never["tokens"] is batch["tokens"]
+    out = random_reverse_complement(batch, 0.5, torch.Generator().manual_seed(0))
+    flipped = (out["tokens"][:400] != batch["tokens"][:400]).any(-1)
+    assert flipped.float().mean().item() == pytest.approx(0.5, abs=0.08)
+    assert out["tokens"][:400][flipped][0].tolist() == [PAD, 9, 10, 10]  # RC of AAC, padding now in front
+    assert out["attention_mask"].sum().item() == batch["attention_mask"].sum().item()

@@ -56,6 +56,10 @@ class Caduceus(nn.Module):
 
     `bidirectional=False` (with `rcps=False`) gives a causal Mamba LM whose
     logits at position l predict token l + 1: the autoregressive DNA baseline.
+
+    `num_classes > 0` makes it class-conditional: Caduceus has no conditioning path (no time embedding), so
+    a learned label vector is added to every position's input embedding. Label `num_classes` is the null
+    label of the unconditional branch (classifier-free guidance); `labels=None` means null.
     """
 
     def __init__(
@@ -68,6 +72,7 @@ class Caduceus(nn.Module):
         complement_map: Sequence[int] | None = None,
         bidirectional_weight_tie: bool = True,
         norm_eps: float = 1e-5,
+        num_classes: int = 0,
         **mamba_kwargs,
     ) -> None:
         super().__init__()
@@ -82,6 +87,8 @@ class Caduceus(nn.Module):
         self.d_model = d_model
         self.register_buffer("complement_map", torch.tensor(complement_map, dtype=torch.long))
         self.embedding = nn.Embedding(vocab_size, d_model)
+        self.num_classes = num_classes
+        self.class_embedding = nn.Embedding(num_classes + 1, d_model) if num_classes > 0 else None
         self.layers = nn.ModuleList(
             CaduceusLayer(d_model, bidirectional, bidirectional_weight_tie, norm_eps, **mamba_kwargs)
             for _ in range(n_layer)
@@ -92,6 +99,8 @@ class Caduceus(nn.Module):
     def _init_weights(self, n_layer: int) -> None:
         """Caduceus's init: small embeddings, zero linear biases, out_proj shrunk by sqrt(depth)."""
         nn.init.normal_(self.embedding.weight, std=0.02)
+        if self.class_embedding is not None:
+            nn.init.normal_(self.class_embedding.weight, std=0.02)
         for mamba in self.layers.modules():
             if isinstance(mamba, Mamba):
                 nn.init.kaiming_uniform_(mamba.out_proj.weight, a=math.sqrt(5))
@@ -112,19 +121,37 @@ class Caduceus(nn.Module):
         out_forward, out_reverse = out.chunk(2, dim=0)
         return torch.cat([out_forward, flip_strand(out_reverse)], dim=-1)
 
-    def _embed(self, tokens: Tensor) -> Tensor:
+    def _label_vectors(self, tokens: Tensor, labels: Tensor | None) -> Tensor | None:
+        """[B, 1, D] label embeddings (null label when `labels` is None), or None for an unconditional model."""
+        if self.class_embedding is None:
+            if labels is not None:
+                raise ValueError("labels given to a Caduceus built without num_classes")
+            return None
+        if labels is None:
+            labels = torch.full(tokens.shape[:1], self.num_classes, dtype=torch.long, device=tokens.device)
+        if labels.shape != tokens.shape[:1]:
+            raise ValueError(f"labels must have shape [{tokens.shape[0]}], got {tuple(labels.shape)}")
+        return self.class_embedding(labels)[:, None, :]
+
+    def _embed(self, tokens: Tensor, labels: Tensor | None = None) -> Tensor:
         hidden = self.embedding(tokens)
+        label = self._label_vectors(tokens, labels)
+        if label is not None:
+            hidden = hidden + label
         if not self.rcps:
             return hidden
-        return torch.cat([hidden, self.embedding(self.complement_map[tokens]).flip(-1)], dim=-1)
+        reverse = self.embedding(self.complement_map[tokens])
+        if label is not None:  # the label is strand-free: the RC strand gets the same vector
+            reverse = reverse + label
+        return torch.cat([hidden, reverse.flip(-1)], dim=-1)
 
     def _swap_halves(self, hidden: Tensor) -> Tensor:
         forward, reverse = hidden.split(self.d_model, dim=-1)
         return torch.cat([reverse, forward], dim=-1)
 
-    def hidden_states(self, tokens: Tensor) -> Tensor:
+    def hidden_states(self, tokens: Tensor, labels: Tensor | None = None) -> Tensor:
         """Final normed hidden states [B, L, width]."""
-        hidden, residual = self._embed(tokens), None
+        hidden, residual = self._embed(tokens, labels), None
         for layer in self.layers:
             residual = at_least_float32(hidden) if residual is None else residual + hidden
             if self.rcps:
@@ -132,17 +159,17 @@ class Caduceus(nn.Module):
             hidden = self._strandwise(layer, residual)
         return self._strandwise(self.norm_f, residual + hidden)
 
-    def features(self, tokens: Tensor, t: Tensor | None = None) -> Tensor:
+    def features(self, tokens: Tensor, t: Tensor | None = None, labels: Tensor | None = None) -> Tensor:
         """Per-position features [B, L, D] for downstream heads; for RCPS the two strands are averaged,
         so features(RC(z)) = features(z) reversed along length, and mean pooling is RC invariant."""
-        hidden = self.hidden_states(tokens)
+        hidden = self.hidden_states(tokens, labels)
         if not self.rcps:
             return hidden
         forward, reverse = hidden.split(self.d_model, dim=-1)
         return (forward + reverse.flip(-1)) / 2
 
-    def forward(self, tokens: Tensor, t: Tensor | None = None) -> Tensor:
-        hidden = self.hidden_states(tokens)
+    def forward(self, tokens: Tensor, t: Tensor | None = None, labels: Tensor | None = None) -> Tensor:
+        hidden = self.hidden_states(tokens, labels)
         weight = self.embedding.weight
         if not self.rcps:
             return hidden @ weight.T
@@ -173,10 +200,10 @@ class PostHocConjoined(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, tokens: Tensor, t: Tensor | None = None) -> Tensor:
+    def forward(self, tokens: Tensor, t: Tensor | None = None, labels: Tensor | None = None) -> Tensor:
         cmap = self.model.complement_map
-        logits_rc = self.model(reverse_complement_tokens(tokens, cmap), t)
-        return (self.model(tokens, t) + reverse_complement_logits(logits_rc, cmap)) / 2
+        logits_rc = self.model(reverse_complement_tokens(tokens, cmap), t, labels)
+        return (self.model(tokens, t, labels) + reverse_complement_logits(logits_rc, cmap)) / 2
 
     def features(self, tokens: Tensor, t: Tensor | None = None) -> Tensor:
         return conjoined_features(self.model, tokens, t)

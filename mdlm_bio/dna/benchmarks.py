@@ -34,8 +34,10 @@ SPLITS = ("train", "test")
 VERSION = 0
 
 
-def default_data_dir() -> Path:
-    """The package's own cache folder, so data a user fetched with `genomic-benchmarks` is found as is."""
+def resolve_data_dir(data_dir: str | Path | None) -> Path:
+    """`data_dir`, or by default the package's own cache folder, so data fetched with `genomic-benchmarks` is found."""
+    if data_dir:
+        return Path(data_dir)
     from genomic_benchmarks.utils.paths import CACHE_PATH
 
     return Path(CACHE_PATH)

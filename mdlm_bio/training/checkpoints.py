@@ -30,6 +30,22 @@ class TrainedModel:
         return int(self.config["data"]["window"])
 
     @property
+    def classes(self) -> list[str]:
+        """Class names of a class-conditional model (empty for an unconditional one)."""
+        return list(self.config["data"].get("classes") or [])
+
+    def class_index(self, name: str) -> int:
+        """A class given by name (or by its index, as a string) -> its label index."""
+        if not self.classes:
+            raise ValueError(f"{self.path} holds an unconditional model; --class needs one trained on labelled data "
+                             f"(mdlm-bio train conditional)")
+        if name in self.classes:
+            return self.classes.index(name)
+        if name.isdigit() and int(name) < len(self.classes):
+            return int(name)
+        raise ValueError(f"unknown class {name!r}; this model knows {self.classes}")
+
+    @property
     def description(self) -> str:
         return f"{self.config['model']['preset']} {self.config['objective']['kind']} ({self.path})"
 

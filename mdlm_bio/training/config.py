@@ -29,6 +29,7 @@ POSITIVE_INTEGERS = {
     "train": ("data.window", "data.batch_size", "trainer.max_steps", "checkpoint_every_n_steps"),
     "finetune": ("data.batch_size", "data.max_length", "epochs"),
 }
+KIND_NAMES = {"train": "training", "finetune": "fine-tuning"}
 # Keys a labelled-sequence (genomic-benchmarks) training config needs besides the genome ones.
 LABELLED_DATA_KEYS = ("benchmark", "download", "mirror", "valid_fraction", "label_dropout")
 
@@ -52,7 +53,9 @@ def _read(name_or_path: str, kind: str) -> DictConfig:
     elif name_or_path in preset_names_of(kind):
         config = OmegaConf.create((resources.files("mdlm_bio.configs") / kind / f"{name_or_path}.yaml").read_text())
     else:
-        raise ConfigError(f"unknown {kind} preset {name_or_path!r}; choose from {preset_names_of(kind)} or give a .yaml file")
+        raise ConfigError(
+            f"unknown {KIND_NAMES[kind]} preset {name_or_path!r}; choose from {preset_names_of(kind)} or give a .yaml file"
+        )
     parent = config.pop("inherit", None)
     return OmegaConf.merge(_read(parent, kind), config) if parent else config
 

@@ -22,10 +22,10 @@ from ..dna.benchmarks import (
     STANDARD_DATASETS,
     LabelledSequences,
     carve_validation,
-    default_data_dir,
     ensure_present,
     is_present,
     read_split,
+    resolve_data_dir,
 )
 from .callbacks import AtomicCheckpointIO
 from .classifier import SequenceClassifier, pretrained_backbone
@@ -49,10 +49,6 @@ class SeedResult:
     num_valid: int
     num_test: int
     checkpoint: str
-
-
-def data_dir_of(config: DictConfig) -> Path:
-    return Path(config.data.data_dir) if config.data.data_dir else default_data_dir()
 
 
 def select_datasets(requested: list[str] | None, data_dir: Path) -> list[str]:
@@ -132,7 +128,7 @@ def finetune_benchmarks(config: DictConfig, datasets: list[str] | None, num_seed
     """Run the sweep; returns every (dataset, seed) result, finished earlier or now."""
     if num_seeds < 1:
         raise ValueError(f"--seeds must be a positive integer, not {num_seeds}")
-    data_dir = data_dir_of(config)
+    data_dir = resolve_data_dir(config.data.data_dir)
     names = select_datasets(datasets, data_dir)
     check_same_settings(config)
     init = pretrained_backbone(config.init_from) if config.init_from else None

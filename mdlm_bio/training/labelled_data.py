@@ -12,11 +12,12 @@ from functools import partial
 import lightning as L
 import numpy as np
 import torch
+from omegaconf import DictConfig
 from torch import Tensor
 from torch.utils.data import DataLoader
 
 from ..backbones.caduceus import reverse_complement_tokens
-from ..dna.benchmarks import LabelledSequences
+from ..dna.benchmarks import LabelledSequences, carve_validation, ensure_present, read_split, resolve_data_dir
 from ..dna.tokenizer import PAD, complement_map
 
 
@@ -95,3 +96,11 @@ class LabelledDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
+
+
+def build_benchmark_datamodule(data: DictConfig, seed: int) -> LabelledDataModule:
+    """Labelled training data of a training config (`data.dataset: genomic-benchmarks`): the benchmark's train
+    split with a stratified validation carve; sequences cropped to `data.window`."""
+    folder = ensure_present(data.benchmark, resolve_data_dir(data.data_dir), data.download, data.mirror)
+    train, valid = carve_validation(read_split(folder, "train"), data.valid_fraction, seed)
+    return LabelledDataModule(train, valid, None, data.batch_size, data.window, seed, data.num_workers)

@@ -11,7 +11,8 @@ import torch
 from torch import Tensor, nn
 
 from ..backbones import build_backbone, load_preset
-from ..diffusion import LossOutput, MaskedDiffusion, autoregressive_loss, make_schedule
+from ..diffusion import LossOutput, MaskedDiffusion, autoregressive_loss, guided_denoiser, make_schedule
+from ..diffusion.samplers import Denoiser
 
 LN2 = math.log(2.0)
 
@@ -46,7 +47,11 @@ class DiffusionLM(L.LightningModule):
         self.mask_id = mask_id
         self.output_ids = output_ids
         self.backbone = build_model(config["model"])
-        vocab_size = backbone_config(config["model"])["vocab_size"]
+        architecture = backbone_config(config["model"])
+        vocab_size = architecture["vocab_size"]
+        # Class-conditional models (labelled data) learn an unconditional branch too, through label dropout.
+        self.num_classes = int(architecture.get("num_classes", 0))
+        self.label_dropout = float(config["data"].get("label_dropout", 0.0)) if self.num_classes else 0.0
         allowed = torch.ones(vocab_size, dtype=torch.bool)
         if output_ids is not None:
             allowed = torch.zeros(vocab_size, dtype=torch.bool)
@@ -68,20 +73,55 @@ class DiffusionLM(L.LightningModule):
     def restrict(self, logits: Tensor) -> Tensor:
         return logits.masked_fill(~self.output_allowed, float("-inf"))
 
-    def denoiser(self, z_t: Tensor, t: Tensor) -> Tensor:
-        """The engine's view of the network; conditioning (when a backbone uses it) is MDLM's sigma(t)."""
-        return self.restrict(self.backbone(z_t, self.engine.schedule.total_noise(t)))
+    def denoiser(self, z_t: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
+        """The engine's view of the network; conditioning (when a backbone uses it) is MDLM's sigma(t),
+        plus the class labels for a conditional model (None: the unconditional branch)."""
+        extra = {} if labels is None else {"labels": labels}
+        return self.restrict(self.backbone(z_t, self.engine.schedule.total_noise(t), **extra))
 
-    def objective(self, tokens: Tensor, attention_mask: Tensor | None, generator: torch.Generator | None = None) -> LossOutput:
+    def class_denoiser(self, label: int | None) -> Denoiser:
+        """The denoiser for one class (None: unconditional), for samplers that call denoiser(z, t)."""
+        if not self.num_classes:
+            raise ValueError("this model is not class-conditional (trained without labels)")
+        if label is not None and not 0 <= label < self.num_classes:
+            raise ValueError(f"class index {label} is out of range for {self.num_classes} classes")
+        index = self.num_classes if label is None else label
+
+        def denoise(z_t: Tensor, t: Tensor) -> Tensor:
+            return self.denoiser(z_t, t, torch.full(z_t.shape[:1], index, dtype=torch.long, device=z_t.device))
+
+        return denoise
+
+    def guided_denoiser(self, label: int, weight: float) -> Denoiser:
+        """Classifier-free guidance toward `label`: weight 0 is unconditional, 1 conditional, > 1 sharper."""
+        return guided_denoiser(self.class_denoiser(label), self.class_denoiser(None), weight)
+
+    def objective(
+        self,
+        tokens: Tensor,
+        attention_mask: Tensor | None,
+        generator: torch.Generator | None = None,
+        labels: Tensor | None = None,
+    ) -> LossOutput:
         """The loss over positions whose token the model can emit (for DNA: bases, not N or padding)."""
         emittable = self.output_allowed[tokens]
         attention_mask = emittable if attention_mask is None else attention_mask.bool() & emittable
         if self.is_autoregressive:
             return autoregressive_loss(self.restrict(self.backbone(tokens, None)), tokens, attention_mask)
-        return self.engine.loss(self.denoiser, tokens, attention_mask, generator=generator)
+        denoiser = self.denoiser if labels is None else (lambda z_t, t: self.denoiser(z_t, t, labels))
+        return self.engine.loss(denoiser, tokens, attention_mask, generator=generator)
+
+    def drop_labels(self, labels: Tensor | None, generator: torch.Generator) -> Tensor | None:
+        """Replace each label by the null label with probability label_dropout (the unconditional branch)."""
+        if labels is None or not self.num_classes:
+            return None
+        dropped = torch.rand(labels.shape, generator=generator, device=generator.device).to(labels.device) < self.label_dropout
+        return labels.masked_fill(dropped, self.num_classes)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        out = self.objective(batch["tokens"], batch.get("attention_mask"), self.step_generator(batch["tokens"].device))
+        generator = self.step_generator(batch["tokens"].device)
+        labels = self.drop_labels(batch.get("labels"), generator)
+        out = self.objective(batch["tokens"], batch.get("attention_mask"), generator, labels)
         self.log("train/loss", out.loss)
         self.log("train/bits_per_base", out.loss / LN2, prog_bar=True)  # same unit as val/bits_per_base
         return out.loss
@@ -95,8 +135,13 @@ class DiffusionLM(L.LightningModule):
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         # Fixed noise per batch, so validation curves move only when the model does.
         generator = torch.Generator(device=batch["tokens"].device).manual_seed(batch_idx)
-        out = self.objective(batch["tokens"], batch.get("attention_mask"), generator)
+        labels = batch.get("labels") if self.num_classes else None
+        out = self.objective(batch["tokens"], batch.get("attention_mask"), generator, labels)
         weight = int(out.num_tokens)
+        if labels is not None:  # how much the label helps: the unconditional branch on the same noise
+            generator.manual_seed(batch_idx)
+            unconditional = self.objective(batch["tokens"], batch.get("attention_mask"), generator)
+            self.log("val/bits_per_base_unconditional", unconditional.loss / LN2, batch_size=weight, sync_dist=True)
         self.log("val/nelbo", out.loss, batch_size=weight, sync_dist=True)
         self.log("val/bits_per_base", out.loss / LN2, batch_size=weight, prog_bar=True, sync_dist=True)
         self.log("val/ppl", out.loss.exp(), batch_size=weight, sync_dist=True)

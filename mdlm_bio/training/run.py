@@ -10,13 +10,14 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ..dna.tokenizer import BASE_IDS, MASK
 from .callbacks import EMA, AtomicCheckpointIO, ValidationLog
 from .checkpoints import LAST_CHECKPOINT
 from .config import save_config, to_plain
 from .dna_data import build_genome_datamodule
+from .labelled_data import build_benchmark_datamodule
 from .module import DiffusionLM
 
 
@@ -49,17 +50,28 @@ def next_log_version(logs: Path) -> int:
     return max(versions, default=-1) + 1
 
 
+def build_datamodule(config: DictConfig) -> L.LightningDataModule:
+    """Genome windows, or labelled sequences for a class-conditional model. For the latter the config gains the
+    class names (`data.classes`) and the backbone's `num_classes`, so the checkpoint knows its labels."""
+    if config.data.dataset != "genomic-benchmarks":
+        return build_genome_datamodule(config.data, config.seed)
+    datamodule = build_benchmark_datamodule(config.data, config.seed)
+    OmegaConf.update(config, "data.classes", list(datamodule.classes))
+    OmegaConf.update(config, "model.overrides.num_classes", len(datamodule.classes))
+    return datamodule
+
+
 def train(config: DictConfig) -> ValidationLog:
     """Fit the model the config describes; returns the validation log (step, bits per base)."""
     run_dir = Path(config.run_dir)
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    datamodule = build_datamodule(config)
     plain = to_plain(config)
     last = run_dir / LAST_CHECKPOINT
     resume = last if last.is_file() else None
     if resume is not None:
         check_same_architecture(resume, plain)
         print(f"resuming from {resume}", flush=True)
-    L.seed_everything(config.seed, workers=True, verbose=False)
-    datamodule = build_genome_datamodule(config.data, config.seed)
     save_config(config, run_dir / "config.yaml")
     module = DiffusionLM(plain, mask_id=MASK, output_ids=list(BASE_IDS))
     validation_log = ValidationLog()
