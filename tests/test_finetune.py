@@ -18,6 +18,7 @@ from test_pretrained import caduceus_state
 
 from mdlm_bio.backbones import build_backbone, load_preset
 from mdlm_bio.backbones.caduceus import reverse_complement_tokens
+from mdlm_bio.backbones.pretrained import CheckpointError
 from mdlm_bio.cli import main
 from mdlm_bio.dna.benchmarks import (
     STANDARD_DATASETS,
@@ -214,3 +215,13 @@ def test_rc_augmentation_flips_whole_sequences_with_their_padding():
     assert flipped.float().mean().item() == pytest.approx(0.5, abs=0.08)
     assert out["tokens"][:400][flipped][0].tolist() == [PAD, 9, 10, 10]  # RC of AAC, padding now in front
     assert out["attention_mask"].sum().item() == batch["attention_mask"].sum().item()
+
+
+class _Pickled:
+    """Stands in for the hyperparameter objects a published Lightning checkpoint pickles."""
+
+
+def test_a_pickled_published_checkpoint_is_refused_with_the_importers_reason(tmp_path):
+    torch.save({"state_dict": caduceus_state(rcps=False), "hyper_parameters": _Pickled()}, tmp_path / "published.ckpt")
+    with pytest.raises(CheckpointError, match="holds Python objects besides tensors; pass trusted=True"):
+        pretrained_backbone(tmp_path / "published.ckpt")

@@ -52,13 +52,13 @@ def _published_cell(value: Any) -> str:
 
 def markdown_table(summary: dict[str, dict[str, Any]], published: dict[str, Any], title: str) -> str:
     columns = published["columns"]
-    header = ["dataset", f"ours ({title})", *(column.split("/", 1)[1] for column in columns)]
+    header = ["dataset", f"ours ({title})", *(column["label"] for column in columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for dataset, row in summary.items():
         ours = f"**{row['mean']:.3f} ± {row['std']:.3f}** (n={len(row['seeds'])})"
         cells = []
         for column in columns:
-            paper, model = column.split("/", 1)
+            paper, model = column["result"].split("/", 1)
             cells.append(_published_cell(published["results"][paper][model].get(dataset)))
         lines.append("| " + " | ".join([dataset, ours, *cells]) + " |")
     notes = [f"- {paper}: {text}" for paper, text in published["sources"].items()]

@@ -46,10 +46,15 @@ def pretrained_backbone(spec: str | Path) -> tuple[dict[str, Any], dict[str, Ten
 
 
 def _is_our_checkpoint(path: Path) -> bool:
+    """Ours hold only tensors and plain data; a file that will not load that way is left to the importer,
+    which says why (e.g. a Lightning checkpoint that pickles objects)."""
     if path.suffix != ".ckpt":
         return False
-    payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    return "mdlm_bio_config" in payload
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return False
+    return isinstance(payload, dict) and "mdlm_bio_config" in payload
 
 
 def should_conjoin(setting: bool | str, backbone: Caduceus) -> bool:
