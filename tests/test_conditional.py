@@ -15,6 +15,7 @@ from Bio import SeqIO
 from mdlm_bio.backbones import build_backbone, load_preset
 from mdlm_bio.backbones.caduceus import reverse_complement_logits, reverse_complement_tokens
 from mdlm_bio.cli import main
+from mdlm_bio.diffusion import guided_denoiser
 from mdlm_bio.dna.tokenizer import complement_map
 from mdlm_bio.training.checkpoints import TrainedModel, load_trained
 from mdlm_bio.training.config import ConfigError, load_config, to_plain
@@ -132,3 +133,16 @@ def test_oracle_accuracy_rises_with_guidance(toy):
         assert rows[label, 2.0]["js_distance"]["3"] < rows[label, 0.0]["js_distance"]["3"]
         assert (toy / "eval" / f"class_{label}" / "guidance_2_report" / "report.md").is_file()
     assert "| gc_rich | 2 |" in (toy / "eval" / "summary.md").read_text()
+
+
+def test_batched_guidance_equals_the_engines_two_call_guidance():
+    config = to_plain(load_config("conditional", ["model.overrides.num_classes=2"]))
+    module = DiffusionLM(config, mask_id=3, output_ids=[7, 8, 9, 10]).double().eval()
+    z = torch.randint(3, 11, (5, 17), generator=torch.Generator().manual_seed(0))
+    t = torch.rand(5, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for weight in (0.0, 1.0, 2.5, -0.5):
+            two_calls = guided_denoiser(module.class_denoiser(1), module.class_denoiser(None), weight)(z, t)
+            torch.testing.assert_close(module.guided_denoiser(1, weight)(z, t).double().log_softmax(-1), two_calls.double())
+    with pytest.raises(ValueError, match="class index 2 is out of range for 2 classes"):
+        module.guided_denoiser(2, 2.0)

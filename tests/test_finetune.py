@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
+import subprocess
+import sys
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
@@ -27,7 +30,7 @@ from mdlm_bio.dna.benchmarks import (
     ensure_present,
     read_split,
 )
-from mdlm_bio.dna.tokenizer import PAD, SequenceError, complement_map
+from mdlm_bio.dna.tokenizer import PAD, SequenceError, complement_map, decode
 from mdlm_bio.training.classifier import SequenceClassifier, load_classifier, mean_pool, pretrained_backbone
 from mdlm_bio.training.config import ConfigError, load_config
 from mdlm_bio.training.finetune import select_datasets
@@ -225,3 +228,20 @@ def test_a_pickled_published_checkpoint_is_refused_with_the_importers_reason(tmp
     torch.save({"state_dict": caduceus_state(rcps=False), "hyper_parameters": _Pickled()}, tmp_path / "published.ckpt")
     with pytest.raises(CheckpointError, match="holds Python objects besides tensors; pass trusted=True"):
         pretrained_backbone(tmp_path / "published.ckpt")
+
+
+def test_our_reader_agrees_with_the_packages_own_loader(tmp_path):
+    """The package's GenomicClfDataset reads ~/.genomic_benchmarks (HOME points at tmp_path here); it must see
+    the same (class, sequence) pairs as read_split, whatever class numbering each uses."""
+    folder = write_benchmark(tmp_path / ".genomic_benchmarks", "human_enhancers_cohn", train=5, test=3)
+    script = (
+        "import json\nfrom genomic_benchmarks.dataset_getters.pytorch_datasets import get_dataset\n"
+        "data = get_dataset('human_enhancers_cohn', 'test')\n"
+        "names = {i: p.parent.name for i, p in zip(data.all_labels, data.all_paths)}\n"
+        "print(json.dumps(sorted([names[y], x] for x, y in (data[i] for i in range(len(data))))))\n"
+    )
+    env = {**os.environ, "HOME": str(tmp_path)}
+    output = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True).stdout
+    ours = read_split(folder, "test")
+    expected = sorted([ours.classes[y], decode(s)] for s, y in zip(ours.sequences, ours.labels))
+    assert json.loads(output) == expected and len(expected) == 6
