@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .commands import COMMANDS
+from .dna.download import DownloadError
 
 
 def _add_sampling_options(parser: argparse.ArgumentParser, default_sampler: str) -> None:
@@ -106,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, DownloadError) as error:
         print(f"mdlm-bio {args.command}: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
 

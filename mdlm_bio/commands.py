@@ -38,7 +38,7 @@ def run_finetune(args: argparse.Namespace) -> None:
         overrides.append("data.download=false")
     config = load_config(args.preset, [*overrides, *args.overrides], kind="finetune")
     results = finetune_benchmarks(config, args.datasets, args.seeds)
-    title = f"{args.ckpt or 'scratch ' + config.model.preset}"
+    title = args.ckpt or f"scratch {config.model.preset}"
     _, markdown = write_results(results, Path(config.run_dir), title)
     print(markdown.read_text())
     print(f"results in {Path(config.run_dir) / 'results.json'} and {markdown}")

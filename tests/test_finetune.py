@@ -245,3 +245,12 @@ def test_our_reader_agrees_with_the_packages_own_loader(tmp_path):
     ours = read_split(folder, "test")
     expected = sorted([ours.classes[y], decode(s)] for s, y in zip(ours.sequences, ours.labels))
     assert json.loads(output) == expected and len(expected) == 6
+
+
+def test_an_unreachable_mirror_is_a_clear_cli_error(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["finetune", "genomic-benchmarks", "--datasets", "human_ocr_ensembl", "--data-dir", str(tmp_path),
+              "--mirror", "http://127.0.0.1:9/", "--run-dir", str(tmp_path / "run")])
+    error = capsys.readouterr().err
+    assert error.startswith("mdlm-bio finetune: error: could not download human_ocr_ensembl from http://127.0.0.1:9:")
+    assert error.endswith(f"retry, pass --mirror URL, or copy the dataset folder into {tmp_path}\n")

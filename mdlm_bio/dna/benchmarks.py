@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from .download import DownloadError
 from .tokenizer import SequenceError, encode
 
 STANDARD_DATASETS = (
@@ -77,7 +78,13 @@ def download(name: str, data_dir: Path, mirror: str | None = None) -> Path:
         raise ValueError(f"the genomic-benchmarks cloud cache has no dataset {name!r}; it has {sorted(n for n, _ in cache)}")
     Path(data_dir).mkdir(parents=True, exist_ok=True)
     print(f"downloading {name} to {data_dir}", flush=True)
-    return download_from_cloud_cache(key, Path(data_dir) / name, cloud_cache=cache)
+    try:
+        return download_from_cloud_cache(key, Path(data_dir) / name, cloud_cache=cache)
+    except OSError as error:  # URLError, HTTPError, connection resets: say what failed and what to do
+        raise DownloadError(
+            f"could not download {name} from {cache[key]}: {getattr(error, 'reason', error)}; "
+            f"retry, pass --mirror URL, or copy the dataset folder into {data_dir}"
+        ) from None
 
 
 def ensure_present(name: str, data_dir: Path, allow_download: bool, mirror: str | None = None) -> Path:

@@ -124,7 +124,8 @@ class DiffusionLM(L.LightningModule):
         emittable = self.output_allowed[tokens]
         attention_mask = emittable if attention_mask is None else attention_mask.bool() & emittable
         if self.is_autoregressive:
-            return autoregressive_loss(self.restrict(self.backbone(tokens, None)), tokens, attention_mask)
+            extra = {} if labels is None else {"labels": labels}
+            return autoregressive_loss(self.restrict(self.backbone(tokens, None, **extra)), tokens, attention_mask)
         denoiser = self.denoiser if labels is None else (lambda z_t, t: self.denoiser(z_t, t, labels))
         return self.engine.loss(denoiser, tokens, attention_mask, generator=generator)
 
