@@ -45,16 +45,19 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class ValidationLog(L.Callback):
-    """One line per validation (`step N  val bits/base X`), readable in logs and by tests."""
+    """One line per validation (`step N  val bits/base X`, or bits/token and perplexity for text), readable in
+    logs and by tests; `history` holds (step, bits per unit)."""
 
     def __init__(self) -> None:
         self.history: list[tuple[int, float]] = []
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        value = trainer.callback_metrics.get("val/bits_per_base")
+        unit = getattr(pl_module, "unit", "base")
+        value = trainer.callback_metrics.get(f"val/bits_per_{unit}")
         # The sanity check of a fresh run is the untrained model: the curve's starting point.
         if value is None or (trainer.sanity_checking and trainer.global_step > 0):
             return
         self.history.append((trainer.global_step, float(value)))
         if trainer.is_global_zero:
-            print(f"step {trainer.global_step:>7}  val bits/base {float(value):.4f}", flush=True)
+            extra = f"  ppl {2 ** float(value):.2f}" if unit == "token" else ""
+            print(f"step {trainer.global_step:>7}  val bits/{unit} {float(value):.4f}{extra}", flush=True)

@@ -19,7 +19,7 @@ from ..backbones import preset_names
 OPEN_SECTIONS = ("model.overrides", "trainer")
 CHOICES = {
     "train": {
-        "data.dataset": ("bundled", "hg38", "fasta", "genomic-benchmarks"),
+        "data.dataset": ("bundled", "hg38", "fasta", "genomic-benchmarks", "text"),
         "objective.kind": ("mdlm", "ar"),
         "optim.decay": ("cosine", "constant"),
     },
@@ -32,6 +32,8 @@ POSITIVE_INTEGERS = {
 KIND_NAMES = {"train": "training", "finetune": "fine-tuning"}
 # Keys a labelled-sequence (genomic-benchmarks) training config needs besides the genome ones.
 LABELLED_DATA_KEYS = ("benchmark", "download", "mirror", "valid_fraction", "label_dropout")
+# ... and a text one.
+TEXT_DATA_KEYS = ("corpus", "tokenizer", "wrap", "cache_dir", "num_proc", "train_files", "valid_files")
 
 
 class ConfigError(ValueError):
@@ -94,10 +96,15 @@ def validate(config: DictConfig, kind: str = "train") -> None:
         return
     if config.data.dataset == "fasta" and not config.data.fasta:
         raise ConfigError("data.dataset=fasta needs data.fasta=PATH")
-    if config.data.dataset == "genomic-benchmarks":
-        missing = [key for key in LABELLED_DATA_KEYS if key not in config.data]
+    required = {"genomic-benchmarks": (LABELLED_DATA_KEYS, "conditional"), "text": (TEXT_DATA_KEYS, "owt")}
+    if config.data.dataset in required:
+        keys, example = required[config.data.dataset]
+        missing = [key for key in keys if key not in config.data]
         if missing:
-            raise ConfigError(f"data.dataset=genomic-benchmarks needs data keys {missing} (as in conditional-demo)")
+            raise ConfigError(f"data.dataset={config.data.dataset} needs data keys {missing} (as in the {example} preset)")
+    if config.data.dataset == "text" and not config.data.tokenizer:
+        raise ConfigError("data.tokenizer must name a tokenizer: a hub name (gpt2), a folder or a tokenizer.json")
+    if config.data.dataset == "genomic-benchmarks":
         if not 0.0 <= config.data.label_dropout < 1.0:
             raise ConfigError(f"data.label_dropout must lie in [0, 1), not {config.data.label_dropout!r}")
 

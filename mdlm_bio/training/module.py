@@ -60,6 +60,8 @@ class DiffusionLM(L.LightningModule):
         # so N, [PAD] or the vocabulary padding are never sampled, and positions holding them are
         # context but not targets.
         self.register_buffer("output_allowed", allowed, persistent=False)
+        # DNA runs report bits per base, text runs bits per token (and both the perplexity).
+        self.unit = "token" if config["data"].get("dataset") == "text" else "base"
         objective = config["objective"]
         self.is_autoregressive = objective["kind"] == "ar"
         self.engine = MaskedDiffusion(
@@ -141,7 +143,7 @@ class DiffusionLM(L.LightningModule):
         labels = self.drop_labels(batch.get("labels"), generator)
         out = self.objective(batch["tokens"], batch.get("attention_mask"), generator, labels)
         self.log("train/loss", out.loss)
-        self.log("train/bits_per_base", out.loss / LN2, prog_bar=True)  # same unit as val/bits_per_base
+        self.log(f"train/bits_per_{self.unit}", out.loss / LN2, prog_bar=True)  # same unit as validation
         return out.loss
 
     def step_generator(self, device: torch.device) -> torch.Generator:
@@ -159,9 +161,9 @@ class DiffusionLM(L.LightningModule):
         if labels is not None:  # how much the label helps: the unconditional branch on the same noise
             generator.manual_seed(batch_idx)
             unconditional = self.objective(batch["tokens"], batch.get("attention_mask"), generator)
-            self.log("val/bits_per_base_unconditional", unconditional.loss / LN2, batch_size=weight, sync_dist=True)
+            self.log(f"val/bits_per_{self.unit}_unconditional", unconditional.loss / LN2, batch_size=weight, sync_dist=True)
         self.log("val/nelbo", out.loss, batch_size=weight, sync_dist=True)
-        self.log("val/bits_per_base", out.loss / LN2, batch_size=weight, prog_bar=True, sync_dist=True)
+        self.log(f"val/bits_per_{self.unit}", out.loss / LN2, batch_size=weight, prog_bar=True, sync_dist=True)
         self.log("val/ppl", out.loss.exp(), batch_size=weight, sync_dist=True)
 
     def configure_optimizers(self):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from .config import save_config, to_plain
 from .dna_data import build_genome_datamodule
 from .labelled_data import build_benchmark_datamodule
 from .module import DiffusionLM
+from .text_data import build_text_datamodule
 
 
 class RunMismatchError(ValueError):
@@ -50,22 +52,36 @@ def next_log_version(logs: Path) -> int:
     return max(versions, default=-1) + 1
 
 
-def build_datamodule(config: DictConfig) -> L.LightningDataModule:
-    """Genome windows, or labelled sequences for a class-conditional model. For the latter the config gains the
-    class names (`data.classes`) and the backbone's `num_classes`, so the checkpoint knows its labels."""
-    if config.data.dataset != "genomic-benchmarks":
-        return build_genome_datamodule(config.data, config.seed)
-    datamodule = build_benchmark_datamodule(config.data, config.seed)
-    OmegaConf.update(config, "data.classes", list(datamodule.classes))
-    OmegaConf.update(config, "model.overrides.num_classes", len(datamodule.classes))
-    return datamodule
+@dataclass
+class TrainingData:
+    """The data of a run and what the model needs to know about its vocabulary."""
+
+    datamodule: L.LightningDataModule
+    mask_id: int
+    output_ids: list[int] | None  # the ids the model may emit; None = every id but the mask
+
+
+def build_training_data(config: DictConfig) -> TrainingData:
+    """Genome windows, labelled sequences (class-conditional), or text blocks. Values that come from the data
+    are written into the config, so the checkpoint records them: a conditional model's class names
+    (`data.classes`) and `num_classes`, a text model's `vocab_size` (the tokenizer's, mask included)."""
+    if config.data.dataset == "text":
+        datamodule, tokenizer = build_text_datamodule(config.data, config.seed)
+        OmegaConf.update(config, "model.overrides.vocab_size", tokenizer.vocab_size)
+        return TrainingData(datamodule, tokenizer.mask_id, None)
+    if config.data.dataset == "genomic-benchmarks":
+        datamodule = build_benchmark_datamodule(config.data, config.seed)
+        OmegaConf.update(config, "data.classes", list(datamodule.classes))
+        OmegaConf.update(config, "model.overrides.num_classes", len(datamodule.classes))
+        return TrainingData(datamodule, MASK, list(BASE_IDS))
+    return TrainingData(build_genome_datamodule(config.data, config.seed), MASK, list(BASE_IDS))
 
 
 def train(config: DictConfig) -> ValidationLog:
     """Fit the model the config describes; returns the validation log (step, bits per base)."""
     run_dir = Path(config.run_dir)
     L.seed_everything(config.seed, workers=True, verbose=False)
-    datamodule = build_datamodule(config)
+    data = build_training_data(config)
     plain = to_plain(config)
     last = run_dir / LAST_CHECKPOINT
     resume = last if last.is_file() else None
@@ -73,7 +89,7 @@ def train(config: DictConfig) -> ValidationLog:
         check_same_architecture(resume, plain)
         print(f"resuming from {resume}", flush=True)
     save_config(config, run_dir / "config.yaml")
-    module = DiffusionLM(plain, mask_id=MASK, output_ids=list(BASE_IDS))
+    module = DiffusionLM(plain, mask_id=data.mask_id, output_ids=data.output_ids)
     validation_log = ValidationLog()
     version = next_log_version(run_dir / "logs")
     callbacks: list[L.Callback] = [
@@ -102,5 +118,5 @@ def train(config: DictConfig) -> ValidationLog:
     with warnings.catch_warnings():
         # The training sampler resumes from the restored batch count (WindowStream), so this warning does not apply.
         warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+        trainer.fit(module, datamodule=data.datamodule, ckpt_path=resume)
     return validation_log
