@@ -3,6 +3,9 @@ fly, wrapped (GPT-2 style) and padded (BERT style), diffusion and autoregressive
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,3 +67,40 @@ def test_text_config_needs_a_tokenizer():
         load_config("text-tiny")
     with pytest.raises(ConfigError, match=r"data.dataset=text needs data keys \['corpus'"):
         load_config("demo", ["data.dataset=text"])
+
+
+REPO = Path(__file__).resolve().parents[1]
+CPU_TINY = ["trainer.accelerator=cpu", "trainer.devices=1", "trainer.strategy=auto", "trainer.precision=32-true",
+            "trainer.accumulate_grad_batches=1", "trainer.max_steps=4", "trainer.val_check_interval=2",
+            "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "trainer.enable_progress_bar=false",
+            "model.preset=dit-tiny", "data.batch_size=4", "data.num_workers=0", "data.num_proc=null"]
+
+
+def run_launcher(script: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(["bash", str(REPO / "text" / script), *args], env=env, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize(("script", "variant", "tokenizer", "window"), [
+    ("pretrain_owt.sh", ["mdlm"], "gpt2", 32),
+    ("pretrain_owt.sh", ["ar"], "gpt2", 32),
+    ("pretrain_lm1b.sh", ["mdlm", "padded"], "bert", 16),
+    ("pretrain_lm1b.sh", ["ar", "wrapped"], "bert", 16),
+])
+def test_text_launchers_run_the_paper_presets_end_to_end(texts, tmp_path, script, variant, tokenizer, window):
+    local = [f"data.tokenizer={texts / tokenizer}", f"data.train_files=[{texts / 'train.txt'}]",
+             f"data.valid_files=[{texts / 'valid.txt'}]", f"data.cache_dir={tmp_path / 'cache'}", f"data.window={window}",
+             f"run_dir={tmp_path / 'run'}", *CPU_TINY]
+    if variant[0] == "ar":
+        local.append("model.overrides.causal=true")
+    result = run_launcher(script, *variant, *local)
+    assert result.returncode == 0, result.stderr[-2000:]
+    model = load_trained(tmp_path / "run")
+    assert model.config["objective"]["kind"] == variant[0]
+    assert model.config["data"]["wrap"] is (variant[-1] != "padded")
+
+
+def test_launchers_reject_unknown_variants():
+    result = run_launcher("pretrain_lm1b.sh", "mdlm", "sideways")
+    assert result.returncode == 2 and "usage:" in result.stderr and "[padded|wrapped]" in result.stderr
+    assert run_launcher("pretrain_owt.sh", "diffusion").returncode == 2
