@@ -55,6 +55,23 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--mirror", default=None, help="a URL serving files/<dataset>_v0.zip (default: Zenodo)")
     finetune.add_argument("--run-dir", type=Path, default=None, help="where runs and results go (default: the preset's)")
 
+    ppl = commands.add_parser("eval-ppl", help="validation and zero-shot perplexity of a text model, per corpus")
+    ppl.add_argument("--ckpt", required=True, help="an mdlm-bio text run/.ckpt, or hf:kuleshov-group/mdlm-owt or a file")
+    ppl.add_argument("--corpora", nargs="+", default=None, help="corpora in configs/text/corpora.yaml (default: "
+                     "MDLM's zero-shot sets ptb wikitext2 lm1b lambada ag_news pubmed arxiv)")
+    ppl.add_argument("--tokenizer", default=None, help="default: the run's (gpt2 for a published checkpoint)")
+    ppl.add_argument("--block", type=int, default=None, help="tokens per block (default: the model's context)")
+    ppl.add_argument("--padded", action="store_true", help="one padded document per block instead of wrapping")
+    ppl.add_argument("--text-file", action="append", default=[], metavar="CORPUS=PATH",
+                     help="read a corpus from a local text file instead of the hub (repeatable)")
+    ppl.add_argument("--discrete-steps", type=int, default=None, help="discrete-T NELBO (default: continuous time)")
+    ppl.add_argument("--mc", type=int, default=1, help="noise draws per block for diffusion models (default: 1)")
+    ppl.add_argument("--batch-size", type=int, default=8)
+    ppl.add_argument("--cache-dir", type=Path, default=Path("data/text-cache"))
+    ppl.add_argument("--seed", type=int, default=0)
+    ppl.add_argument("--device", default="cpu")
+    ppl.add_argument("--out-dir", type=Path, default=Path("eval-ppl"))
+
     sample = commands.add_parser("sample", help="generate DNA as FASTA from a trained model")
     _add_sampling_options(sample, "first-hitting")
     sample.add_argument("--num", type=int, default=16, help="number of sequences (default: 16)")

@@ -44,6 +44,31 @@ def run_finetune(args: argparse.Namespace) -> None:
     print(f"results in {Path(config.run_dir) / 'results.json'} and {markdown}")
 
 
+def _text_files(specs: list[str]) -> dict[str, list[str]]:
+    files: dict[str, list[str]] = {}
+    for spec in specs:
+        corpus, separator, path = spec.partition("=")
+        if not separator or not corpus or not path:
+            raise ValueError(f"--text-file takes CORPUS=PATH, e.g. ptb=ptb.valid.txt; got {spec!r}")
+        files.setdefault(corpus, []).append(path)
+    return files
+
+
+def run_eval_ppl(args: argparse.Namespace) -> None:
+    from .training.text_eval import ZERO_SHOT_CORPORA, evaluate_corpora, load_text_model, write_perplexity_table
+
+    for name in ("block", "mc", "batch_size", "discrete_steps"):
+        _positive(name.replace("_", "-"), getattr(args, name))
+    model = load_text_model(args.ckpt, args.tokenizer, args.device)
+    results = evaluate_corpora(
+        model, args.corpora or ZERO_SHOT_CORPORA, mode="pad" if args.padded else "wrap", block=args.block or model.context,
+        cache_dir=args.cache_dir, text_files=_text_files(args.text_file), batch_size=args.batch_size, mc=args.mc,
+        discrete_steps=args.discrete_steps, seed=args.seed, device=args.device,
+    )
+    time = f"T={args.discrete_steps}" if args.discrete_steps else "continuous time"
+    print(write_perplexity_table(results, args.out_dir, f"{model.description}, {time}").read_text())
+
+
 def run_data(args: argparse.Namespace) -> None:
     from .dna.hg38 import prepare_hg38
 
@@ -203,6 +228,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "demo": run_demo,
     "train": run_train,
     "finetune": run_finetune,
+    "eval-ppl": run_eval_ppl,
     "data": run_data,
     "sample": run_sample,
     "evaluate-guidance": run_evaluate_guidance,

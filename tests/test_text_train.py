@@ -3,6 +3,10 @@ fly, wrapped (GPT-2 style) and padded (BERT style), diffusion and autoregressive
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+import math
 import os
 import subprocess
 import sys
@@ -10,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
+from test_pretrained import mdlm_state
 from text_tokenizers import bert_style_tokenizer, gpt2_style_tokenizer, small_corpus
 
 from mdlm_bio.cli import main
@@ -38,12 +44,20 @@ def validation_curve(output: str) -> list[float]:
     return [float(line.split("bits/token")[1].split()[0]) for line in output.splitlines() if "val bits/token" in line]
 
 
-def test_tiny_mdlm_learns_wrapped_text_and_records_its_vocabulary(texts, capsys):
-    main(tiny_text_run(texts, "mdlm", "gpt2", 100))
-    curve = validation_curve(capsys.readouterr().out)
+@pytest.fixture(scope="module")
+def mdlm_run(texts) -> tuple[Path, str]:
+    """A text-tiny MDLM trained 100 steps, and what it printed."""
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        main(tiny_text_run(texts, "mdlm", "gpt2", 100))
+    return texts / "mdlm", output.getvalue()
+
+
+def test_tiny_mdlm_learns_wrapped_text_and_records_its_vocabulary(texts, mdlm_run):
+    curve = validation_curve(mdlm_run[1])
     assert len(curve) == 3 and curve[-1] < curve[0] - 2.0  # from ~8.4 bits/token (untrained) down
     tokenizer = load_tokenizer(str(texts / "gpt2"))
-    model = load_trained(texts / "mdlm")
+    model = load_trained(mdlm_run[0])
     assert model.config["model"]["overrides"]["vocab_size"] == tokenizer.vocab_size
     assert model.module.mask_id == tokenizer.mask_id and model.context == 64
 
@@ -104,3 +118,55 @@ def test_launchers_reject_unknown_variants():
     result = run_launcher("pretrain_lm1b.sh", "mdlm", "sideways")
     assert result.returncode == 2 and "usage:" in result.stderr and "[padded|wrapped]" in result.stderr
     assert run_launcher("pretrain_owt.sh", "diffusion").returncode == 2
+
+
+def eval_ppl(texts: Path, ckpt: Path | str, out: Path, *extra: str) -> list[dict]:
+    main(["eval-ppl", "--ckpt", str(ckpt), "--corpora", "ptb", "wikitext2", "--text-file", f"ptb={texts / 'valid.txt'}",
+          "--text-file", f"wikitext2={texts / 'valid.txt'}", "--cache-dir", str(texts / "cache"), "--out-dir", str(out),
+          *extra])
+    return json.loads((out / "perplexity.json").read_text())["rows"]
+
+
+def test_eval_ppl_scores_each_corpus_continuous_and_discrete(texts, mdlm_run, tmp_path):
+    continuous = eval_ppl(texts, mdlm_run[0], tmp_path / "c", "--mc", "2")
+    assert [row["corpus"] for row in continuous] == ["ptb", "wikitext2"]
+    assert all(row["split"] == "validation" and row["tokens"] == row["blocks"] * 64 for row in continuous)
+    assert continuous[0]["perplexity"] == pytest.approx(math.exp(continuous[0]["nll_per_token"]))
+    assert continuous[0]["perplexity"] < 40  # trained: the untrained model is at ~330
+    discrete = eval_ppl(texts, mdlm_run[0], tmp_path / "d", "--mc", "2", "--discrete-steps", "2")
+    assert discrete[0]["nll_per_token"] > continuous[0]["nll_per_token"]  # T=2 is a much looser bound
+    assert "T=2" in (tmp_path / "d" / "perplexity.md").read_text()
+
+
+def test_eval_ppl_imports_the_published_mdlm_layout(texts, tmp_path):
+    state = mdlm_state()
+    vocab = load_tokenizer(str(texts / "gpt2")).vocab_size
+    hidden = state["backbone.vocab_embed.embedding"].shape[1]
+    generator = torch.Generator().manual_seed(0)
+    for key, shape in (("backbone.vocab_embed.embedding", (vocab, hidden)),
+                       ("backbone.output_layer.linear.weight", (vocab, hidden)),
+                       ("backbone.output_layer.linear.bias", (vocab,))):
+        state[key] = torch.randn(shape, generator=generator) * 0.02
+    save_file(state, str(tmp_path / "model.safetensors"))
+    rows = eval_ppl(texts, tmp_path / "model.safetensors", tmp_path / "out", "--tokenizer", str(texts / "gpt2"),
+                    "--block", "64")
+    assert all(math.isfinite(row["perplexity"]) and row["perplexity"] > 1 for row in rows)
+
+
+def test_eval_ppl_errors_are_clear(texts, mdlm_run, tmp_path, capsys):
+    for extra, message in [
+        (["--text-file", "ptb"], "--text-file takes CORPUS=PATH, e.g. ptb=ptb.valid.txt; got 'ptb'"),
+        (["--block", "4096"], "ptb/validation has"),
+    ]:
+        with pytest.raises(SystemExit):
+            main(["eval-ppl", "--ckpt", str(mdlm_run[0]), "--corpora", "ptb", "--text-file", f"ptb={texts / 'valid.txt'}",
+                  "--cache-dir", str(tmp_path), "--out-dir", str(tmp_path), *extra])
+        assert message in capsys.readouterr().err
+
+
+def test_zero_shot_launcher_runs_end_to_end(texts, mdlm_run, tmp_path):
+    files = [f"--text-file={name}={texts / 'valid.txt'}" for name in ("ptb", "wikitext2")]
+    result = run_launcher("eval_zero_shot.sh", str(mdlm_run[0]), "--corpora", "ptb", "wikitext2", *files,
+                          "--cache-dir", str(tmp_path / "cache"), "--out-dir", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| wikitext2 | validation |" in (tmp_path / "out" / "perplexity.md").read_text()

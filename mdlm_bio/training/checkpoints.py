@@ -59,6 +59,18 @@ def checkpoint_path(spec: str | Path) -> Path:
     return path
 
 
+def is_mdlm_bio_checkpoint(path: Path) -> bool:
+    """Ours hold only tensors and plain data with a stored config; anything else (a published checkpoint,
+    a Lightning file that pickles objects) is left to the importers, which say what they need."""
+    if path.suffix != ".ckpt" or not path.is_file():
+        return False
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return False
+    return isinstance(payload, dict) and "mdlm_bio_config" in payload
+
+
 def load_trained(spec: str | Path, device: torch.device | str = "cpu") -> TrainedModel:
     """A run folder (its checkpoints/last.ckpt) or a .ckpt file -> the model in eval mode (EMA weights if used)."""
     path = checkpoint_path(spec)

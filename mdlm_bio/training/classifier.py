@@ -35,26 +35,14 @@ def pretrained_backbone(spec: str | Path) -> tuple[dict[str, Any], dict[str, Ten
     """(backbone config, backbone weights) from an mdlm-bio run folder or .ckpt (EMA weights where trained
     with EMA), or from a published Caduceus checkpoint (a local file or hf:kuleshov-group/caduceus-...)."""
     from ..backbones.pretrained import HF_PREFIX, caduceus_config_from_state, import_caduceus, read_state_dict, resolve_checkpoint
-    from .checkpoints import checkpoint_path, load_trained
+    from .checkpoints import checkpoint_path, is_mdlm_bio_checkpoint, load_trained
     from .module import backbone_config
 
-    if not str(spec).startswith(HF_PREFIX) and _is_our_checkpoint(checkpoint_path(spec)):
+    if not str(spec).startswith(HF_PREFIX) and is_mdlm_bio_checkpoint(checkpoint_path(spec)):
         trained = load_trained(spec)
         return backbone_config(trained.config["model"]), trained.module.backbone.state_dict()
     state = read_state_dict(resolve_checkpoint(spec))
     return caduceus_config_from_state(state, str(spec)), import_caduceus(state, str(spec)).state_dict()
-
-
-def _is_our_checkpoint(path: Path) -> bool:
-    """Ours hold only tensors and plain data; a file that will not load that way is left to the importer,
-    which says why (e.g. a Lightning checkpoint that pickles objects)."""
-    if path.suffix != ".ckpt":
-        return False
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:
-        return False
-    return isinstance(payload, dict) and "mdlm_bio_config" in payload
 
 
 def should_conjoin(setting: bool | str, backbone: Caduceus) -> bool:

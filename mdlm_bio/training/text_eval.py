@@ -1,0 +1,135 @@
+"""Text perplexity: validation and zero-shot NELBO (continuous or discrete-T) per corpus, for our runs or the
+published MDLM-OWT checkpoint.
+
+A diffusion model's number is an upper bound on the NLL (NELBO per token, averaged over `mc` noise draws
+per block); an AR model's is its exact NLL. Perplexity is exp of the per-token value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..backbones.pretrained import HF_PREFIX, dit_config_from_mdlm, import_mdlm_dit, read_state_dict, resolve_checkpoint
+from ..dna.fasta import atomic_output
+from ..text.corpora import get_corpus, tokenized_blocks
+from ..text.tokenizer import TextTokenizer, load_tokenizer
+from .checkpoints import checkpoint_path, is_mdlm_bio_checkpoint, load_trained
+from .config import load_config, to_plain
+from .module import DiffusionLM
+from .text_data import collate_blocks
+
+ZERO_SHOT_CORPORA = ("ptb", "wikitext2", "lm1b", "lambada", "ag_news", "pubmed", "arxiv")
+
+
+@dataclass(frozen=True)
+class TextModel:
+    module: DiffusionLM
+    tokenizer: str
+    context: int
+    description: str
+
+
+def load_text_model(spec: str, tokenizer: str | None = None, device: str = "cpu") -> TextModel:
+    """An mdlm-bio text run or .ckpt, or a published MDLM checkpoint (hf:kuleshov-group/mdlm-owt or a file),
+    wrapped in the `owt` preset's objective (log-linear schedule, no time conditioning: how MDLM trained it)."""
+    if not spec.startswith(HF_PREFIX) and is_mdlm_bio_checkpoint(checkpoint_path(spec)):
+        trained = load_trained(spec, device)
+        data = trained.config["data"]
+        if data.get("dataset") != "text":
+            raise ValueError(f"{trained.path} holds a {data.get('dataset')} model, not a text model")
+        return TextModel(trained.module, tokenizer or data["tokenizer"], int(data["window"]), trained.description)
+    state = read_state_dict(resolve_checkpoint(spec))
+    architecture = dit_config_from_mdlm(state, spec)
+    overrides = [f"model.overrides.{key}={value}" for key, value in architecture.items() if key != "architecture"]
+    module = DiffusionLM(to_plain(load_config("owt", overrides)), mask_id=architecture["vocab_size"] - 1)
+    module.backbone.load_state_dict(import_mdlm_dit(state, spec).state_dict())
+    return TextModel(module.to(device).eval(), tokenizer or "gpt2", 1024, f"MDLM DiT ({spec})")
+
+
+@dataclass(frozen=True)
+class CorpusPerplexity:
+    corpus: str
+    split: str
+    blocks: int
+    tokens: int
+    nll_per_token: float
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(self.nll_per_token)
+
+
+@torch.no_grad()
+def corpus_nll(module: DiffusionLM, blocks: datasets.Dataset, batch_size: int, mc: int, seed: int,
+               device: str = "cpu") -> tuple[float, int]:
+    """(summed NELBO or NLL in nats, scored tokens) over every block, `mc` noise draws per block for diffusion."""
+    if mc < 1:
+        raise ValueError(f"mc must be a positive number of noise draws, not {mc}")
+    loader = DataLoader(blocks.with_format(None, columns=["input_ids", "attention_mask"]), batch_size=batch_size,
+                        collate_fn=collate_blocks)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    total, count = 0.0, 0
+    for batch in tqdm(loader, desc="scoring", unit="batch", leave=False):
+        tokens, mask = batch["tokens"].to(device), batch["attention_mask"].to(device)
+        draws = 1 if module.is_autoregressive else mc
+        for _ in range(draws):
+            out = module.objective(tokens, mask, generator)
+            total += float(out.total) / draws
+        count += int(out.num_tokens)
+    return total, count
+
+
+def evaluate_corpora(
+    model: TextModel,
+    corpora: Sequence[str],
+    *,
+    mode: str,
+    block: int,
+    cache_dir: Path,
+    text_files: Mapping[str, Sequence[str]] | None = None,
+    batch_size: int = 8,
+    mc: int = 1,
+    discrete_steps: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+) -> list[CorpusPerplexity]:
+    """Perplexity of each corpus's evaluation split (the split MDLM reports), tokenized as the model was trained."""
+    tokenizer: TextTokenizer = load_tokenizer(model.tokenizer)
+    engine = model.module.engine
+    model.module.engine = dataclasses.replace(engine, discrete_steps=discrete_steps)
+    try:
+        results = []
+        for name in corpora:
+            corpus = get_corpus(name)
+            files = (text_files or {}).get(name)
+            blocks = tokenized_blocks(corpus, corpus.eval_split, tokenizer, mode=mode, block=block,  # type: ignore[arg-type]
+                                      cache_dir=cache_dir, text_files=files)
+            total, count = corpus_nll(model.module, blocks, batch_size, mc, seed, device)
+            results.append(CorpusPerplexity(name, corpus.eval_split, len(blocks), count, total / count))
+    finally:
+        model.module.engine = engine
+    return results
+
+
+def write_perplexity_table(results: Sequence[CorpusPerplexity], out_dir: Path, title: str) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = [{**dataclasses.asdict(r), "perplexity": r.perplexity} for r in results]
+    with atomic_output(out_dir / "perplexity.json") as handle:
+        handle.write(json.dumps({"model": title, "rows": rows}, indent=2) + "\n")
+    lines = [f"# Perplexity: {title}", "", "| corpus | split | blocks | tokens | NELBO or NLL / token | PPL |",
+             "|---|---|---:|---:|---:|---:|"]
+    lines += [f"| {r.corpus} | {r.split} | {r.blocks} | {r.tokens} | {r.nll_per_token:.4f} | {r.perplexity:.2f} |"
+              for r in results]
+    with atomic_output(out_dir / "perplexity.md") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return out_dir / "perplexity.md"
