@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import tempfile
 import zlib
@@ -10,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 from Bio import SeqIO
@@ -75,6 +76,15 @@ def atomic_output(path: str | Path, mode: str = "w") -> Iterator[IO]:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def write_json_and_markdown(out_dir: Path, stem: str, payload: Any, markdown: str) -> Path:
+    """`stem.json` (the numbers) and `stem.md` (the table people read), each written atomically; returns the .md."""
+    with atomic_output(Path(out_dir) / f"{stem}.json") as handle:
+        handle.write(json.dumps(payload, indent=2) + "\n")
+    with atomic_output(Path(out_dir) / f"{stem}.md") as handle:
+        handle.write(markdown)
+    return Path(out_dir) / f"{stem}.md"
 
 
 def _umask() -> int:

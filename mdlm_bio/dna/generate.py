@@ -14,7 +14,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from ..diffusion import (
     MaskedDiffusion,
@@ -24,9 +23,9 @@ from ..diffusion import (
     first_hitting_sample,
     semi_autoregressive_sample,
 )
+from ..diffusion.samplers import Denoiser
 from .tokenizer import MASK, N
 
-Denoiser = Callable[[Tensor, Tensor], Tensor]
 SamplerName = Literal["ancestral", "cached", "first-hitting"]
 SAMPLERS: tuple[SamplerName, ...] = ("ancestral", "cached", "first-hitting")
 

@@ -8,7 +8,6 @@ uniformly random DNA of the same lengths (what a model that learned nothing woul
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .fasta import Record, atomic_output, read_fasta
+from .fasta import Record, atomic_output, read_fasta, write_json_and_markdown
 from .metrics import diversity, gc_content, jensen_shannon_distance, kmer_spectrum, validate_k
 from .tokenizer import A, T
 
@@ -193,10 +192,7 @@ def generation_report(
         "diversity": asdict(diversity(samples, held_out)),
     }
     figure = _figure(spectra[GENERATED], reference_spectra, report["js_distance"])
-    with atomic_output(out_dir / "report.json") as handle:
-        handle.write(json.dumps(report, indent=2) + "\n")
-    with atomic_output(out_dir / "report.md") as handle:
-        handle.write(_markdown(report))
+    write_json_and_markdown(out_dir, "report", report, _markdown(report))
     with atomic_output(out_dir / "kmer_spectra.png", "wb") as handle:
         figure.savefig(handle, format="png", dpi=120, bbox_inches="tight")
     return report

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -13,7 +12,7 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
-from ..dna.fasta import atomic_output
+from ..dna.fasta import write_json_and_markdown
 from .finetune import SeedResult
 
 
@@ -73,11 +72,6 @@ def write_results(results: Sequence[SeedResult], out_dir: Path, title: str) -> t
     """results.json (per seed, summary, and the published numbers) and results.md in out_dir."""
     published = published_results()
     summary = summarise(results)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, markdown_path = out_dir / "results.json", out_dir / "results.md"
     payload = {"model": title, "summary": summary, "runs": [asdict(r) for r in results], "published": published}
-    with atomic_output(json_path) as handle:
-        handle.write(json.dumps(payload, indent=2) + "\n")
-    with atomic_output(markdown_path) as handle:
-        handle.write(markdown_table(summary, published, title))
-    return json_path, markdown_path
+    markdown_path = write_json_and_markdown(out_dir, "results", payload, markdown_table(summary, published, title))
+    return out_dir / "results.json", markdown_path

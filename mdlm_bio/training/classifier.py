@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ..backbones import build_backbone
 from ..backbones.caduceus import Caduceus, conjoined_features
 from .labelled_data import random_reverse_complement
-from .module import lr_factor
+from .module import lr_factor, seeded_generator
 
 
 class NotAClassifierBackbone(ValueError):
@@ -81,8 +80,7 @@ class SequenceClassifier(L.LightningModule):
         return self(tokens, attention_mask, conjoin=self.conjoin).softmax(-1)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        seed = np.random.SeedSequence([self.config["seed"], self.global_step]).generate_state(1)[0]
-        generator = torch.Generator().manual_seed(int(seed))
+        generator = seeded_generator([self.config["seed"], self.global_step])
         batch = random_reverse_complement(batch, self.config["data"]["rc_augment"], generator)
         logits = self(batch["tokens"], batch["attention_mask"])
         loss = nn.functional.cross_entropy(logits, batch["labels"])

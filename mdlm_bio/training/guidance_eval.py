@@ -8,7 +8,6 @@ ceiling to read the generated rows against.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 
 from ..dna.benchmarks import ensure_present, read_split, resolve_data_dir
-from ..dna.fasta import atomic_output, write_fasta
+from ..dna.fasta import write_fasta, write_json_and_markdown
 from ..dna.generate import SamplingPlan, generate
 from ..dna.report import GENERATED, generation_report
 from ..dna.tokenizer import decode
@@ -90,10 +89,7 @@ def evaluate_guidance(
                 "samples": str(samples),
             })
     summary = {"generator": str(model.path), "num": num, "length": length, "rows": rows}
-    with atomic_output(out_dir / "summary.json") as handle:
-        handle.write(json.dumps(summary, indent=2) + "\n")
-    with atomic_output(out_dir / "summary.md") as handle:
-        handle.write(_markdown(rows))
+    write_json_and_markdown(out_dir, "summary", summary, _markdown(rows))
     return summary
 
 

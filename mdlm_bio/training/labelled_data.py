@@ -21,6 +21,22 @@ from ..dna.benchmarks import LabelledSequences, carve_validation, ensure_present
 from ..dna.tokenizer import PAD, complement_map
 
 
+def batch_loader(
+    dataset: torch.utils.data.Dataset, batch_size: int, collate_fn, shuffle_seed: int | None, num_workers: int
+) -> DataLoader:
+    """A DataLoader that shuffles with its own seeded generator when `shuffle_seed` is given (training),
+    and keeps dataset order otherwise (validation, test)."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle_seed is not None,
+        generator=None if shuffle_seed is None else torch.Generator().manual_seed(shuffle_seed),
+        collate_fn=collate_fn,
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available(),
+    )
+
+
 def collate(examples: list[tuple[np.ndarray, int]], max_length: int) -> dict[str, Tensor]:
     length = min(max_length, max(tokens.size for tokens, _ in examples))
     tokens = torch.full((len(examples), length), PAD, dtype=torch.long)
@@ -78,15 +94,8 @@ class LabelledDataModule(L.LightningDataModule):
         data = self.splits[split]
         if data is None:
             raise RuntimeError(f"no {split} split was given to this data module")
-        return DataLoader(
-            _Examples(data),
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
-            collate_fn=partial(collate, max_length=self.max_length),
-            num_workers=self.num_workers,
-            pin_memory=torch.cuda.is_available(),
-        )
+        collate_fn = partial(collate, max_length=self.max_length)
+        return batch_loader(_Examples(data), self.batch_size, collate_fn, self.seed if shuffle else None, self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

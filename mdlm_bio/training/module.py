@@ -27,6 +27,12 @@ def build_model(model_config: dict[str, Any]) -> nn.Module:
     return build_backbone(backbone_config(model_config))
 
 
+def seeded_generator(entropy: list[int], device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator seeded from a few integers (run seed, step, ...) through SeedSequence, which mixes them."""
+    seed = np.random.SeedSequence(entropy).generate_state(1)[0]
+    return torch.Generator(device=device).manual_seed(int(seed))
+
+
 def lr_factor(step: int, warmup: int, total: int, decay: str, min_ratio: float) -> float:
     """Linear warmup to 1, then cosine down to min_ratio at `total` steps (or constant)."""
     if step < warmup:
@@ -81,20 +87,20 @@ class DiffusionLM(L.LightningModule):
         extra = {} if labels is None else {"labels": labels}
         return self.restrict(self.backbone(z_t, self.engine.schedule.total_noise(t), **extra))
 
-    def _labels_for(self, label: int | None, z_t: Tensor) -> Tensor:
+    def _label_index(self, label: int | None) -> int:
+        """The embedding row of a class (None: the null label of the unconditional branch)."""
         if not self.num_classes:
             raise ValueError("this model is not class-conditional (trained without labels)")
         if label is not None and not 0 <= label < self.num_classes:
             raise ValueError(f"class index {label} is out of range for {self.num_classes} classes")
-        index = self.num_classes if label is None else label
-        return torch.full(z_t.shape[:1], index, dtype=torch.long, device=z_t.device)
+        return self.num_classes if label is None else label
 
     def class_denoiser(self, label: int | None) -> Denoiser:
         """The denoiser for one class (None: unconditional), for samplers that call denoiser(z, t)."""
-        self._labels_for(label, torch.empty(0))  # fail now, not at the first sampling step
+        index = self._label_index(label)
 
         def denoise(z_t: Tensor, t: Tensor) -> Tensor:
-            return self.denoiser(z_t, t, self._labels_for(label, z_t))
+            return self.denoiser(z_t, t, torch.full(z_t.shape[:1], index, dtype=torch.long, device=z_t.device))
 
         return denoise
 
@@ -106,10 +112,10 @@ class DiffusionLM(L.LightningModule):
         """
         if weight in (0.0, 1.0):  # one branch has weight 0: skip computing it
             return self.class_denoiser(label if weight == 1.0 else None)
-        self._labels_for(label, torch.empty(0))
+        branches = torch.tensor([self._label_index(label), self._label_index(None)])
 
         def denoise(z_t: Tensor, t: Tensor) -> Tensor:
-            labels = torch.cat([self._labels_for(label, z_t), self._labels_for(None, z_t)])
+            labels = branches.to(z_t.device).repeat_interleave(z_t.shape[0])
             conditional, unconditional = self.denoiser(z_t.repeat(2, 1), t.repeat(2), labels).chunk(2)
             return classifier_free_guidance(conditional, unconditional, weight)
 
@@ -149,8 +155,7 @@ class DiffusionLM(L.LightningModule):
     def step_generator(self, device: torch.device) -> torch.Generator:
         """Diffusion noise drawn from (seed, step, rank) alone, so a resumed run repeats exactly what an
         uninterrupted one would have drawn (Lightning does not checkpoint the global RNG)."""
-        seed = np.random.SeedSequence([self.config["seed"], self.global_step, self.global_rank]).generate_state(1)[0]
-        return torch.Generator(device=device).manual_seed(int(seed))
+        return seeded_generator([self.config["seed"], self.global_step, self.global_rank], device)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         # Fixed noise per batch, so validation curves move only when the model does.

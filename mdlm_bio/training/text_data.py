@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from ..text.corpora import get_corpus, tokenized_blocks
 from ..text.tokenizer import TextTokenizer, load_tokenizer
+from .labelled_data import batch_loader
 
 
 def collate_blocks(rows: list[dict[str, list[int]]]) -> dict[str, Tensor]:
@@ -24,6 +25,12 @@ def collate_blocks(rows: list[dict[str, list[int]]]) -> dict[str, Tensor]:
         "tokens": torch.tensor([row["input_ids"] for row in rows], dtype=torch.long),
         "attention_mask": torch.tensor([row["attention_mask"] for row in rows], dtype=torch.bool),
     }
+
+
+def block_loader(blocks: datasets.Dataset, batch_size: int, shuffle_seed: int | None = None, num_workers: int = 0) -> DataLoader:
+    """Batches of token blocks (see `batch_loader` for the shuffling)."""
+    columns = blocks.with_format(None, columns=["input_ids", "attention_mask"])
+    return batch_loader(columns, batch_size, collate_blocks, shuffle_seed, num_workers)
 
 
 class TextDataModule(L.LightningDataModule):
@@ -34,22 +41,11 @@ class TextDataModule(L.LightningDataModule):
         self.train, self.valid = train, valid
         self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
 
-    def _loader(self, dataset: datasets.Dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            dataset.with_format(None, columns=["input_ids", "attention_mask"]),
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
-            collate_fn=collate_blocks,
-            num_workers=self.num_workers,
-            pin_memory=torch.cuda.is_available(),
-        )
-
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train, shuffle=True)
+        return block_loader(self.train, self.batch_size, self.seed, self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.valid, shuffle=False)
+        return block_loader(self.valid, self.batch_size, None, self.num_workers)
 
 
 def build_text_datamodule(data: DictConfig, seed: int) -> tuple[TextDataModule, TextTokenizer]:

@@ -8,7 +8,6 @@ per block); an AR model's is its exact NLL. Perplexity is exp of the per-token v
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,17 +15,16 @@ from pathlib import Path
 
 import datasets
 import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..backbones.pretrained import HF_PREFIX, dit_config_from_mdlm, import_mdlm_dit, read_state_dict, resolve_checkpoint
-from ..dna.fasta import atomic_output
+from ..dna.fasta import write_json_and_markdown
 from ..text.corpora import get_corpus, tokenized_blocks
 from ..text.tokenizer import TextTokenizer, load_tokenizer
 from .checkpoints import checkpoint_path, is_mdlm_bio_checkpoint, load_trained
 from .config import load_config, to_plain
 from .module import DiffusionLM
-from .text_data import collate_blocks
+from .text_data import block_loader
 
 ZERO_SHOT_CORPORA = ("ptb", "wikitext2", "lm1b", "lambada", "ag_news", "pubmed", "arxiv")
 
@@ -75,8 +73,7 @@ def corpus_nll(module: DiffusionLM, blocks: datasets.Dataset, batch_size: int, m
     """(summed NELBO or NLL in nats, scored tokens) over every block, `mc` noise draws per block for diffusion."""
     if mc < 1:
         raise ValueError(f"mc must be a positive number of noise draws, not {mc}")
-    loader = DataLoader(blocks.with_format(None, columns=["input_ids", "attention_mask"]), batch_size=batch_size,
-                        collate_fn=collate_blocks)
+    loader = block_loader(blocks, batch_size)
     generator = torch.Generator(device=device).manual_seed(seed)
     total, count = 0.0, 0
     for batch in tqdm(loader, desc="scoring", unit="batch", leave=False):
@@ -122,14 +119,9 @@ def evaluate_corpora(
 
 
 def write_perplexity_table(results: Sequence[CorpusPerplexity], out_dir: Path, title: str) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
     rows = [{**dataclasses.asdict(r), "perplexity": r.perplexity} for r in results]
-    with atomic_output(out_dir / "perplexity.json") as handle:
-        handle.write(json.dumps({"model": title, "rows": rows}, indent=2) + "\n")
     lines = [f"# Perplexity: {title}", "", "| corpus | split | blocks | tokens | NELBO or NLL / token | PPL |",
              "|---|---|---:|---:|---:|---:|"]
     lines += [f"| {r.corpus} | {r.split} | {r.blocks} | {r.tokens} | {r.nll_per_token:.4f} | {r.perplexity:.2f} |"
               for r in results]
-    with atomic_output(out_dir / "perplexity.md") as handle:
-        handle.write("\n".join(lines) + "\n")
-    return out_dir / "perplexity.md"
+    return write_json_and_markdown(out_dir, "perplexity", {"model": title, "rows": rows}, "\n".join(lines) + "\n")
