@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
+import math
 import os
 import signal
 import subprocess
@@ -60,6 +63,10 @@ def test_train_writes_config_checkpoint_and_logs(run_dir):
     assert checkpoint["mdlm_bio_config"]["model"]["overrides"] == {"d_model": 32, "n_layer": 2}
     metrics = (run_dir / "logs" / "version_0" / "metrics.csv").read_text()
     assert "val/bits_per_base" in metrics and "train/loss" in metrics
+    validation = [row for row in csv.DictReader(io.StringIO(metrics)) if row["val/nelbo"]]
+    assert len(validation) >= 2  # the sanity pass (step 0) and the end of training
+    for row in validation:  # the perplexity of the whole validation set, not a mean of per-batch ones
+        assert float(row["val/ppl"]) == pytest.approx(math.exp(float(row["val/nelbo"])), rel=1e-5)
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(run_dir / "logs" / "version_0"))
     assert not list((run_dir / "checkpoints").glob(".*.tmp"))
 

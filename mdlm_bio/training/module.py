@@ -171,7 +171,16 @@ class DiffusionLM(L.LightningModule):
             self.log(f"val/bits_per_{self.unit}_unconditional", unconditional.loss / LN2, batch_size=weight, sync_dist=True)
         self.log("val/nelbo", out.loss, batch_size=weight, sync_dist=True)
         self.log(f"val/bits_per_{self.unit}", out.loss / LN2, batch_size=weight, prog_bar=True, sync_dist=True)
-        self.log("val/ppl", out.loss.exp(), batch_size=weight, sync_dist=True)
+        self._validation_totals += torch.stack([out.loss.detach() * weight, out.loss.new_tensor(weight)])
+
+    def on_validation_epoch_start(self) -> None:
+        self._validation_totals = torch.zeros(2, device=self.device)
+
+    def on_validation_epoch_end(self) -> None:
+        """Perplexity is exp of the token-weighted mean NLL over the whole validation set; averaging each
+        batch's exp (what logging it per step would do) overstates it, by Jensen's inequality."""
+        nll_sum, tokens = self.trainer.strategy.reduce(self._validation_totals, reduce_op="sum")
+        self.log("val/ppl", (nll_sum / tokens).exp())
 
     def configure_optimizers(self):
         optim = self.config["optim"]
