@@ -1,63 +1,116 @@
-"""Sampler speed: wall time, network calls and samples/s of ancestral vs cached vs first-hitting.
+"""Sampler speed and quality: ancestral vs cached vs first-hitting, and semi-autoregressive beyond the context.
 
-Runs the `demo` preset's model (a tiny Caduceus-PS) untrained, so the numbers measure the samplers'
-cost structure (network calls and per-step overhead), not model quality. Ratios are against the
-plain ancestral sampler measured in the same run.
+For each length L and number of steps T, every sampler draws the same number of sequences through
+`generate` (the path `mdlm-bio sample` takes) in one window of L; a further row set draws a length beyond
+the model's training window semi-autoregressively. Reported: wall time, network calls, samples/s, the
+ratio to ancestral at the same (L, T), and two quality checks that must agree across samplers:
 
-    python bench/bench_samplers.py --batch 16 --length 128 --steps 100 1000
+- k-mer JS: the Jensen-Shannon distance (bits) of the samples' 3-mer spectrum to the held-out DNA, next
+  to the same distance for as many held-out windows (the floor set by sample size alone);
+- NELBO: the model's own bits per base on its samples (cut into training-length windows), next to its
+  bits per base on held-out windows: a sampler that strays from the model's distribution scores worse.
+
+The model is a trained run (`--checkpoint`, e.g. from `mdlm-bio train demo`); its held-out records are
+the reference. Ratios are within one run.
+
+    mdlm-bio train demo && python bench/bench_samplers.py --checkpoint runs/demo    # about 10 min on 2 cores
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
 from harness import peak_memory_mib, write_json
 
-from mdlm_bio.diffusion import all_masked, ancestral_sample, first_hitting_sample
-from mdlm_bio.dna.tokenizer import BASE_IDS, MASK
-from mdlm_bio.training.config import load_config, to_plain
-from mdlm_bio.training.module import DiffusionLM
+from mdlm_bio.diffusion.generation import SAMPLERS, SamplingPlan, generate
+from mdlm_bio.dna.fasta import read_fasta
+from mdlm_bio.dna.genome import held_out_reference
+from mdlm_bio.dna.metrics import jensen_shannon_distance, kmer_spectrum
+from mdlm_bio.dna.report import reference_windows
+from mdlm_bio.dna.tokenizer import MASK
+from mdlm_bio.training.checkpoints import TrainedModel, load_trained
+
+K = 3
+
+
+def held_out(model: TrainedModel) -> list[np.ndarray]:
+    with tempfile.TemporaryDirectory() as folder:
+        path = held_out_reference(model.config["data"]["data_dir"], Path(folder) / "heldout.fa")
+        return [record.tokens for record in read_fasta(path)]
+
+
+def model_bits_per_base(model: TrainedModel, sequences: torch.Tensor, seed: int = 0) -> float:
+    """The model's NELBO in bits per base, over training-length windows of the sequences (4 noise draws)."""
+    window = min(model.context, sequences.shape[1])
+    windows = sequences[:, : sequences.shape[1] // window * window].reshape(-1, window)
+    generator = torch.Generator().manual_seed(seed)
+    losses = [model.module.objective(windows, None, generator).loss for _ in range(4)]
+    return float(torch.stack(losses).mean()) / np.log(2)
+
+
+def quality(model: TrainedModel, tokens: torch.Tensor, reference_spectrum: np.ndarray) -> dict[str, float]:
+    spectrum = kmer_spectrum([row.numpy().astype(np.uint8) for row in tokens], K)
+    return {"js": jensen_shannon_distance(spectrum, reference_spectrum), "bits_per_base": model_bits_per_base(model, tokens)}
+
+
+def measure(model: TrainedModel, plan: SamplingPlan, num: int, length: int, reference: np.ndarray) -> dict:
+    start = time.perf_counter()
+    out = generate(model.module.denoiser, model.module.engine.schedule, plan, num=num, length=length, seed=0,
+                   batch_size=num)
+    seconds = time.perf_counter() - start
+    return {"sampler": plan.sampler, "steps": plan.steps, "length": length, "context": plan.context, "num": num,
+            "seconds": seconds, "calls": out.num_calls, "samples_per_s": num / seconds, **quality(model, out.tokens, reference)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--length", type=int, default=128)
+    parser.add_argument("--checkpoint", required=True, help="a DNA MDLM run folder or .ckpt (mdlm-bio train demo)")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[128, 1024])
     parser.add_argument("--steps", type=int, nargs="+", default=[100, 1000])
-    parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    parser.add_argument("--tokens", type=int, default=2048, help="bases per row: num = tokens // L sequences")
+    parser.add_argument("--semi-ar-length", type=int, default=1024, help="length drawn beyond the model's context")
+    parser.add_argument("--json", default="bench-results/samplers.json")
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    module = DiffusionLM(to_plain(load_config("demo", [])), mask_id=MASK, output_ids=list(BASE_IDS)).eval()
-    model = module.denoiser
-    schedule = module.engine.schedule
+    model = load_trained(args.checkpoint)
+    reference_records = held_out(model)
+    reference = kmer_spectrum(reference_records, K)
     rows = []
     with torch.inference_mode():
-        for steps in args.steps:
-            masked = all_masked(args.batch, args.length, MASK)
-            runs = {
-                "ancestral": lambda: ancestral_sample(model, masked, schedule, MASK, steps=steps, generator=0),
-                "cached": lambda: ancestral_sample(model, masked, schedule, MASK, steps=steps, cache=True, generator=0),
-                "first-hitting": lambda: first_hitting_sample(model, masked, schedule, MASK, generator=0),
-            }
-            timings = {}
-            for name, run in runs.items():
-                start = time.perf_counter()
-                out = run()
-                timings[name] = (time.perf_counter() - start, out.num_calls)
-            base = timings["ancestral"][0]
-            for name, (seconds, calls) in timings.items():
-                rows.append({"sampler": name, "steps": steps, "length": args.length, "batch": args.batch,
-                             "seconds": seconds, "calls": calls, "samples_per_s": args.batch / seconds,
-                             "time_vs_ancestral": seconds / base})
+        cases = [(length, steps, length) for length in args.lengths for steps in args.steps]
+        cases += [(args.semi_ar_length, steps, model.context) for steps in args.steps[:1]]
+        first_hitting = {}  # it ignores T: one run per (length, context) serves every T
+        for length, steps, context in cases:
+            num = max(1, args.tokens // length)
+            case = {}
+            for sampler in SAMPLERS:
+                if sampler == "first-hitting" and (length, context) in first_hitting:
+                    case[sampler] = {**first_hitting[length, context], "steps": steps}
+                    continue
+                case[sampler] = measure(model, SamplingPlan(sampler, steps, context, MASK), num, length, reference)
+                print(case[sampler], flush=True)
+            first_hitting[length, context] = case["first-hitting"]
+            for row in case.values():
+                rows.append({**row, "time_vs_ancestral": row["seconds"] / case["ancestral"]["seconds"]})
+        floors = {}
+        for length in sorted({case[0] for case in cases}):
+            windows = reference_windows(reference_records, [length] * max(1, args.tokens // length), np.random.default_rng(0))
+            floors[length] = quality(model, torch.as_tensor(np.stack(windows), dtype=torch.long), reference)
     peak_mib = peak_memory_mib("cpu")
-    if args.json:
-        write_json(args.json, {"rows": rows, "peak_rss_mib": peak_mib})
-    print(f"{'sampler':<14}{'T':>6}{'calls':>7}{'seconds':>9}{'samples/s':>11}{'time/ancestral':>16}")
+    write_json(args.json, {"checkpoint": str(model.path), "rows": rows, "held_out_windows": floors, "peak_rss_mib": peak_mib})
+    print(f"{'sampler':<14}{'L':>6}{'ctx':>5}{'T':>6}{'calls':>7}{'seconds':>9}{'samples/s':>11}{'time/anc':>10}"
+          f"{f'JS {K}-mer':>10}{'bits/base':>11}")
     for r in rows:
-        print(f"{r['sampler']:<14}{r['steps']:>6}{r['calls']:>7}{r['seconds']:>9.2f}{r['samples_per_s']:>11.1f}{r['time_vs_ancestral']:>16.2f}")
+        print(f"{r['sampler']:<14}{r['length']:>6}{r['context']:>5}{r['steps']:>6}{r['calls']:>7}{r['seconds']:>9.2f}"
+              f"{r['samples_per_s']:>11.2f}{r['time_vs_ancestral']:>10.2f}{r['js']:>10.4f}{r['bits_per_base']:>11.3f}")
+    for length, floor in floors.items():
+        print(f"{'held-out':<14}{length:>6}{'':>38}{floor['js']:>10.4f}{floor['bits_per_base']:>11.3f}")
     print(f"peak RSS {peak_mib:.0f} MiB")
 
 

@@ -53,7 +53,7 @@ def _uniform_random(lengths: list[int], rng: np.random.Generator) -> list[np.nda
     return [rng.integers(A, T + 1, size=length, dtype=np.uint8) for length in lengths]
 
 
-def _reference_windows(reference: list[np.ndarray], lengths: list[int], rng: np.random.Generator) -> list[np.ndarray] | None:
+def reference_windows(reference: list[np.ndarray], lengths: list[int], rng: np.random.Generator) -> list[np.ndarray] | None:
     """One window per length, drawn uniformly from all reference windows of that length across records;
     None when some length exceeds every record."""
     sizes = np.array([sequence.size for sequence in reference])
@@ -178,7 +178,7 @@ def generation_report(
     lengths = [sample.size for sample in samples]
     rows = {
         GENERATED: samples,
-        REFERENCE_WINDOWS: _reference_windows(held_out, lengths, rng),
+        REFERENCE_WINDOWS: reference_windows(held_out, lengths, rng),
         UNIFORM_RANDOM: _uniform_random(lengths, rng),
     }
     reference_spectra = {k: kmer_spectrum(held_out, k, both_strands) for k in ks}
