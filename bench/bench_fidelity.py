@@ -12,7 +12,7 @@ each: an upper bound (the NELBO) for MDLM, exact for AR. Two tracks:
 The paper's yardstick at scale is OpenWebText PPL 23.21 (MDLM, bound) vs 17.54 (AR) after 1M steps.
 
     python bench/bench_fidelity.py --track dna --steps 4000      # about 30 min on 2 CPU cores
-    python bench/bench_fidelity.py --track text --steps 1000     # about 40 min on 2 CPU cores
+    python bench/bench_fidelity.py --track text --steps 2000     # about 40 min on 2 CPU cores
 """
 
 from __future__ import annotations
