@@ -31,25 +31,29 @@ TEXT_MODEL = ["model.overrides.hidden_size=128", "model.overrides.n_blocks=4", "
               "model.overrides.cond_dim=64", "data.window=128", "data.batch_size=16"]
 
 
+def run_dir(out: Path, track: str, kind: str) -> Path:
+    return out / f"{track}-{kind}"
+
+
 def run_commands(track: str, steps: int, out: Path) -> dict[str, list[str]]:
-    """The two `mdlm-bio train` command lines of a track, keyed by objective."""
+    """The two `mdlm-bio train` command lines of a track, keyed by objective ("mdlm", "ar")."""
     common = [f"trainer.max_steps={steps}", f"trainer.val_check_interval={max(steps // 4, 1)}",
               "trainer.limit_val_batches=1.0", f"checkpoint_every_n_steps={max(steps // 2, 1)}",
               "trainer.enable_progress_bar=false"]
     if track == "dna":
-        return {kind: ["train", preset, f"run_dir={out / f'dna-{kind}'}", *common]
+        return {kind: ["train", preset, f"run_dir={run_dir(out, track, kind)}", *common]
                 for kind, preset in (("mdlm", "demo"), ("ar", "demo-ar"))}
     corpus = prepare_sotu(out / "sotu")
     text = [f"data.tokenizer={corpus['tokenizer']}", f"data.train_files=[{corpus['train']}]",
             f"data.valid_files=[{corpus['valid']}]", f"data.cache_dir={out / 'sotu' / 'cache'}", *TEXT_MODEL, *common]
-    return {"mdlm": ["train", "text-tiny", f"run_dir={out / 'text-mdlm'}", *text],
-            "ar": ["train", "text-tiny", f"run_dir={out / 'text-ar'}", "objective.kind=ar",
+    return {"mdlm": ["train", "text-tiny", f"run_dir={run_dir(out, track, 'mdlm')}", *text],
+            "ar": ["train", "text-tiny", f"run_dir={run_dir(out, track, 'ar')}", "objective.kind=ar",
                    "model.overrides.causal=true", *text]}
 
 
-def final_validation(run_dir: Path) -> dict[str, float]:
+def final_validation(run: Path) -> dict[str, float]:
     """The last validation pass in the run's newest CSV log: NLL in nats per token, PPL = exp(NLL)."""
-    logs = sorted((run_dir / "logs").glob("version_*/metrics.csv"), key=lambda path: int(path.parent.name.split("_")[1]))
+    logs = sorted((run / "logs").glob("version_*/metrics.csv"), key=lambda path: int(path.parent.name.split("_")[1]))
     rows = [row for row in csv.DictReader(logs[-1].open()) if row.get("val/nelbo")]
     nll = float(rows[-1]["val/nelbo"])
     return {"step": int(rows[-1]["step"]), "nll": nll, "bits": nll / math.log(2), "ppl": math.exp(nll)}
@@ -66,7 +70,7 @@ def main() -> None:
     for kind, command in run_commands(args.track, args.steps, args.out).items():
         print("mdlm-bio " + " ".join(command), flush=True)
         subprocess.run([sys.executable, "-m", "mdlm_bio.cli", *command], check=True)
-        rows[kind] = final_validation(Path(command[2].removeprefix("run_dir=")))
+        rows[kind] = final_validation(run_dir(args.out, args.track, kind))
     write_json(args.out / f"{args.track}.json", rows)
     unit = "base" if args.track == "dna" else "token"
     print(f"{'model':<6}{'step':>7}{'NLL nats':>10}{f'bits/{unit}':>12}{'PPL':>9}")
