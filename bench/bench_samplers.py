@@ -20,29 +20,20 @@ from __future__ import annotations
 
 import argparse
 import math
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from harness import peak_memory_mib, write_json
 
 from mdlm_bio.diffusion.generation import SAMPLERS, SamplingPlan, generate
-from mdlm_bio.dna.fasta import read_fasta
-from mdlm_bio.dna.genome import held_out_reference
+from mdlm_bio.dna.genome import split_sequences
 from mdlm_bio.dna.metrics import jensen_shannon_distance, kmer_spectrum
 from mdlm_bio.dna.report import reference_windows
 from mdlm_bio.dna.tokenizer import MASK
 from mdlm_bio.training.checkpoints import TrainedModel, load_trained
 
 K = 3
-
-
-def held_out(model: TrainedModel) -> list[np.ndarray]:
-    with tempfile.TemporaryDirectory() as folder:
-        path = held_out_reference(model.config["data"]["data_dir"], Path(folder) / "heldout.fa")
-        return [record.tokens for record in read_fasta(path)]
 
 
 def model_bits_per_base(model: TrainedModel, sequences: torch.Tensor, seed: int = 0) -> float:
@@ -80,7 +71,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     model = load_trained(args.checkpoint)
-    reference_records = held_out(model)
+    reference_records = [tokens for _, tokens in split_sequences(model.config["data"]["data_dir"])]
     reference = kmer_spectrum(reference_records, K)
     rows = []
     with torch.inference_mode():

@@ -27,6 +27,7 @@ from mdlm_bio.dna.genome import (
     prepare_bundled_genome,
     prepare_fasta_genome,
     prepare_held_out_genome,
+    split_sequences,
 )
 from mdlm_bio.dna.hg38 import require_prepared
 from mdlm_bio.dna.tokenizer import PAD, N, decode, encode, reverse_complement
@@ -276,6 +277,8 @@ def test_held_out_genome_and_its_reference_fasta(tmp_path: Path, fasta: Path, se
     assert (out / SPLITS_NAME).read_text().splitlines()[-1] == "chr2\t0\t3000\tvalid"
     reference = held_out_reference(out, tmp_path / "ref.fa")
     assert [(r.name, decode(r.tokens)) for r in read_fasta(reference)] == [("chr2:0-3000", sequences["chr2"])]
+    [(name, tokens)] = split_sequences(out)  # the same records as token arrays, without the FASTA round trip
+    assert name == "chr2:0-3000" and decode(tokens) == sequences["chr2"]
     with pytest.raises(ValueError, match="name at least one record to hold out"):
         prepare_held_out_genome(fasta, out, [])
     with pytest.raises(ValueError, match="all 4 records are held out, none is left to train on"):

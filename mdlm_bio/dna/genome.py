@@ -235,12 +235,15 @@ def prepare_bundled_genome(out_dir: str | Path, valid_records: Sequence[str] = B
         return prepare_held_out_genome(fasta, out_dir, valid_records)
 
 
-def held_out_reference(directory: str | Path, out: str | Path, split: str = "valid") -> Path:
-    """Write the intervals of one split as FASTA records named chrom:start-end: the real DNA to compare samples with."""
+def split_sequences(directory: str | Path, split: str = "valid") -> list[tuple[str, np.ndarray]]:
+    """(chrom:start-end, tokens) of every interval of one split: the real DNA to compare samples with."""
     genome = Genome(directory)
-    intervals = load_intervals(genome, split)
-    records = ((f"{i.chrom}:{i.start}-{i.end}", f"{split} split", decode(genome[i.chrom][i.start : i.end])) for i in intervals)
-    write_fasta(records, out)
+    return [(f"{i.chrom}:{i.start}-{i.end}", genome[i.chrom][i.start : i.end]) for i in load_intervals(genome, split)]
+
+
+def held_out_reference(directory: str | Path, out: str | Path, split: str = "valid") -> Path:
+    """Write the intervals of one split as FASTA records named chrom:start-end (see `split_sequences`)."""
+    write_fasta(((name, f"{split} split", decode(tokens)) for name, tokens in split_sequences(directory, split)), out)
     return Path(out)
 
 
