@@ -56,10 +56,11 @@ def measure(backbone: str, length: int, mode: str, device: str, repeats: int) ->
                 model(tokens, sigma)
 
     model.train(mode == "train")
-    baseline = peak_memory_mib(device)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
         baseline = torch.cuda.memory_allocated() / 2**20
+    else:
+        baseline = peak_memory_mib(device)
     run()  # warm-up, and the peak
     seconds = float("inf")
     for _ in range(repeats):  # the best of a few: noise on a shared machine only ever adds time
