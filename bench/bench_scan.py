@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from harness import synchronize, write_json
 
 from mdlm_bio.backbones import scan
-from mdlm_bio.backbones.scan import _kernel_scan, _scan_outputs_stepwise, _scan_outputs_with_states, selective_scan_torch
+from mdlm_bio.backbones.kernels import selective_scan_kernel
+from mdlm_bio.backbones.scan import _scan_outputs_stepwise, _scan_outputs_with_states, selective_scan_torch
 
 
 def loop_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus=True):
@@ -82,8 +83,8 @@ def main() -> None:
     args = parser.parse_args()
 
     implementations = {"torch loop (baseline)": loop_scan, "chunked scan": selective_scan_torch}
-    if args.device == "cuda" and _kernel_scan() is not None:
-        implementations["mamba-ssm kernel"] = _kernel_scan()
+    if args.device == "cuda" and selective_scan_kernel() is not None:
+        implementations["mamba-ssm kernel"] = selective_scan_kernel()
     rows = []
     for length in args.lengths:
         data = inputs(args.batch, args.d_inner, args.d_state, length, args.device)

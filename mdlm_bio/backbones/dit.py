@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .kernels import flash_attention_kernel, kernels_apply
+
 FREQUENCY_DIM = 256
 
 
@@ -65,20 +67,25 @@ def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
     return x * (1 + scale) + shift
 
 
-def _flash_attention():
-    try:
-        from flash_attn import flash_attn_func
-    except ImportError:
-        return None
-    return flash_attn_func
+HALF_PRECISION = (torch.float16, torch.bfloat16)
 
 
-def attention(q: Tensor, k: Tensor, v: Tensor, causal: bool) -> Tensor:
-    """[B, heads, L, d] -> [B, heads, L, d]; flash-attn for half precision on CUDA when installed, else SDPA."""
-    flash = _flash_attention() if q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) else None
+def attention(qkv: Tensor, rotary: Rotary, causal: bool) -> Tensor:
+    """qkv [B, L, 3, heads, d] -> [B, L, heads * d]: rotary on q and k, then attention over every position.
+
+    flash-attn for half precision where kernels apply, called as MDLM calls it: packed qkv with one
+    cumulative-length entry per row (padding tokens are attended to, as in MDLM); SDPA otherwise.
+    """
+    batch, length, _, heads, head_dim = qkv.shape
+    q, k, v = qkv.permute(2, 0, 3, 1, 4)
+    q, k = rotary(q), rotary(k)
+    flash = flash_attention_kernel() if kernels_apply(qkv) and qkv.dtype in HALF_PRECISION else None
     if flash is not None:
-        return flash(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), causal=causal).transpose(1, 2)
-    return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        packed = torch.stack([q, k, v]).permute(1, 3, 0, 2, 4).reshape(batch * length, 3, heads, head_dim)
+        row_starts = torch.arange(0, (batch + 1) * length, length, dtype=torch.int32, device=qkv.device)
+        return flash(packed, row_starts, length, causal=causal).view(batch, length, heads * head_dim)
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    return out.transpose(1, 2).reshape(batch, length, heads * head_dim)
 
 
 class TokenEmbedding(nn.Module):
@@ -118,8 +125,7 @@ class DiTBlock(nn.Module):
         batch, length, hidden = x.shape
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(cond)[:, None].chunk(6, dim=2)
         qkv = self.attn_qkv(modulate(self.norm1(x), shift_msa, scale_msa))
-        q, k, v = qkv.view(batch, length, 3, self.n_heads, hidden // self.n_heads).permute(2, 0, 3, 1, 4)
-        out = attention(rotary(q), rotary(k), v, self.causal).transpose(1, 2).reshape(batch, length, hidden)
+        out = attention(qkv.view(batch, length, 3, self.n_heads, hidden // self.n_heads), rotary, self.causal)
         x = x + gate_msa * self.dropout(self.attn_out(out))
         return x + gate_mlp * self.dropout(self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp)))
 

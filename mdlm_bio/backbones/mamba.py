@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .kernels import causal_conv1d_kernel, kernels_apply
 from .scan import selective_scan
 
 
@@ -68,10 +69,17 @@ class Mamba(nn.Module):
             dt = dt.clamp_min(floor)
             self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
 
+    def causal_conv(self, x: Tensor) -> Tensor:
+        """SiLU of the depthwise causal convolution, [B, E, L] -> [B, E, L]: causal-conv1d's kernel where it
+        applies (it supports widths 2 to 4), else nn.Conv1d padded on both sides with the look-ahead cut off."""
+        kernel = causal_conv1d_kernel() if kernels_apply(x) and 2 <= self.conv1d.kernel_size[0] <= 4 else None
+        if kernel is not None:
+            return kernel(x.contiguous(), self.conv1d.weight.squeeze(1), self.conv1d.bias, activation="silu")
+        return F.silu(self.conv1d(x)[..., : x.shape[-1]])
+
     def forward(self, hidden: Tensor) -> Tensor:
-        length = hidden.shape[1]
         x, z = self.in_proj(hidden).transpose(1, 2).chunk(2, dim=1)
-        x = F.silu(self.conv1d(x)[..., :length])
+        x = self.causal_conv(x)
         dt, B, C = self.x_proj(x.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.linear(dt, self.dt_proj.weight).transpose(1, 2)
         y = selective_scan(

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .kernels import kernels_apply, selective_scan_kernel
+
 CHUNK = 32
 
 
@@ -177,18 +179,9 @@ def _scan_outputs_stepwise(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
     return outputs.squeeze(-1).permute(1, 2, 0)
 
 
-def _kernel_scan():
-    try:
-        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
-    except ImportError:
-        return None
-    return selective_scan_fn
-
-
 def selective_scan(u: Tensor, *args, **kwargs) -> Tensor:
-    """Use mamba-ssm's fused CUDA kernel when it is installed and u is on CUDA, else torch."""
-    if u.is_cuda:
-        kernel = _kernel_scan()
-        if kernel is not None:
-            return kernel(u, *args, **kwargs)
+    """mamba-ssm's fused kernel where it applies (installed, u on CUDA), else the torch scan; same arguments."""
+    kernel = selective_scan_kernel() if kernels_apply(u) else None
+    if kernel is not None:
+        return kernel(u, *args, **kwargs)
     return selective_scan_torch(u, *args, **kwargs)
