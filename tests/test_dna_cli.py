@@ -19,6 +19,7 @@ import torch
 from Bio import SeqIO
 
 from mdlm_bio.cli import main
+from mdlm_bio.training.checkpoints import load_trained
 
 TINY = [
     "model.overrides.d_model=32",
@@ -123,6 +124,30 @@ def test_ddp_on_two_cpu_processes_and_bf16(tmp_path, data_dir):
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["global_step"] == 4
     assert all(value.dtype == torch.float32 for value in checkpoint["state_dict"].values() if value.is_floating_point())
+
+
+def logged_metric(run: Path, column: str) -> dict[int, float]:
+    """One metric of a run's CSV log, by step."""
+    rows = csv.DictReader(io.StringIO((run / "logs" / "version_0" / "metrics.csv").read_text()))
+    return {int(row["step"]): float(row[column]) for row in rows if row[column]}
+
+
+def test_bf16_mixed_training_tracks_float32_and_reloads_in_float32(run_dir, data_dir, tmp_path):
+    """bf16 autocast on the CPU, against the fixture's float32 run of the same seed, data and steps."""
+    run = tmp_path / "bf16"
+    main(train_args(run, data_dir, steps=30) + ["trainer.precision=bf16-mixed"])
+    validation, reference = logged_metric(run, "val/bits_per_base"), logged_metric(run_dir, "val/bits_per_base")
+    assert sorted(validation) == sorted(reference) and len(validation) >= 3
+    for step, bits in validation.items():
+        assert abs(bits - reference[step]) < 0.01, (step, bits, reference[step])
+    assert all(math.isfinite(loss) for loss in logged_metric(run, "train/loss").values())
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    for weights in (checkpoint["state_dict"], checkpoint["current_model_state"]):  # EMA and raw
+        assert all(value.dtype == torch.float32 for value in weights.values() if value.is_floating_point())
+    model = load_trained(run)
+    with torch.no_grad():
+        logits = model.module.denoiser(torch.full((2, 64), model.module.mask_id), torch.ones(2))
+    assert logits.dtype == torch.float32 and torch.isfinite(logits[..., model.module.output_allowed]).all()
 
 
 def test_changing_the_model_of_an_existing_run_is_refused(run_dir, data_dir, capsys):

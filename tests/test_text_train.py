@@ -42,6 +42,16 @@ def test_padded_blocks_and_the_autoregressive_baseline_train(texts, capsys):
     assert logits.shape[-1] == load_tokenizer(str(texts / "bert")).vocab_size
 
 
+def test_bf16_mixed_text_training_tracks_float32(texts, mdlm_run, capsys):
+    """The session's float32 text-tiny run against the same run under bf16 autocast."""
+    main(tiny_text_run(texts, "mdlm-bf16", "gpt2", 100, "trainer.precision=bf16-mixed"))
+    bf16, float32 = validation_curve(capsys.readouterr().out), validation_curve(mdlm_run[1])
+    assert len(bf16) == len(float32) == 3
+    assert all(math.isfinite(bits) and abs(bits - reference) < 0.01 for bits, reference in zip(bf16, float32)), (bf16, float32)
+    weights = load_trained(texts / "mdlm-bf16").module.state_dict().values()
+    assert all(value.dtype == torch.float32 for value in weights if value.is_floating_point())
+
+
 def test_text_config_needs_a_tokenizer():
     with pytest.raises(ConfigError, match="data.tokenizer must name a tokenizer"):
         load_config("text-tiny")

@@ -94,6 +94,12 @@ def validate(config: DictConfig, kind: str = "train") -> None:
             raise ConfigError(f"{key} must be a positive integer, not {value!r}")
     if kind != "train":
         return
+    if config.optim.ema is not None and str(config.trainer.get("strategy", "")).startswith("fsdp"):
+        raise ConfigError(
+            f"optim.ema={config.optim.ema} keeps a full copy of the weights, and trainer.strategy={config.trainer.strategy} "
+            "shards them (Lightning's WeightAveraging does not support sharded models): set optim.ema=null, "
+            "or use trainer.strategy=ddp"
+        )
     if config.data.dataset == "fasta" and not config.data.fasta:
         raise ConfigError("data.dataset=fasta needs data.fasta=PATH")
     required = {"genomic-benchmarks": (LABELLED_DATA_KEYS, "conditional"), "text": (TEXT_DATA_KEYS, "owt")}

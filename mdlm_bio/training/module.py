@@ -68,6 +68,11 @@ class DiffusionLM(L.LightningModule):
         self.register_buffer("output_allowed", allowed, persistent=False)
         # DNA runs report bits per base, text runs bits per token (and both the perplexity).
         self.unit = "token" if config["data"].get("dataset") == "text" else "base"
+        # Weight decay applies to matrices, not to norms, biases and embeddings. Decided here, from the shapes
+        # the backbone is built with: FSDP replaces each parameter's data by a flat 1-D shard before
+        # configure_optimizers runs, where a shape test would exempt every weight.
+        self._decayed = {id(param) for name, param in self.backbone.named_parameters()
+                         if param.dim() >= 2 and "embedding" not in name}
         objective = config["objective"]
         self.is_autoregressive = objective["kind"] == "ar"
         self.engine = MaskedDiffusion(
@@ -184,9 +189,8 @@ class DiffusionLM(L.LightningModule):
 
     def configure_optimizers(self):
         optim = self.config["optim"]
-        decay, no_decay = [], []
-        for name, param in self.backbone.named_parameters():
-            (no_decay if param.dim() < 2 or "embedding" in name else decay).append(param)
+        decay = [param for param in self.backbone.parameters() if id(param) in self._decayed]
+        no_decay = [param for param in self.backbone.parameters() if id(param) not in self._decayed]
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": optim["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
             lr=optim["lr"],
