@@ -6,7 +6,9 @@ varlen qkv-packed attention) and compares outputs and gradients with the backbon
 
 from __future__ import annotations
 
+import importlib
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -237,3 +239,14 @@ def test_dit_keeps_sdpa_in_float32(flash_kernels):
     """flash-attn has no float32 kernel: without autocast the DiT must not call it."""
     dit(causal=False)(padded_batch(), None)
     assert flash_kernels.calls == {}
+
+
+def test_gpu_acceptance_kernel_checks_pass_through_the_standins(mamba_kernels, flash_kernels, tmp_path, monkeypatch):
+    """bench/gpu_acceptance.py's kernel checks, at toy sizes on the CPU: the day a GPU is lent they must just run."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
+    acceptance = importlib.import_module("gpu_acceptance")
+    context = acceptance.Context("cpu", acceptance.CPU_SIZES, tmp_path, max_length=256)
+    rows = acceptance.check_flash_attention(context) + acceptance.check_mamba_kernels(context)
+    assert [row["status"] for row in rows] == ["pass"] * 4, [row["detail"] for row in rows]
+    assert rows[0]["kernel_calls"] == {"flash_attn_varlen_qkvpacked_func": 2}  # dit-tiny's two blocks
+    assert rows[-1]["kernel_calls"]["selective_scan_fn"] > 0 and rows[-1]["kernel_calls"]["causal_conv1d_fn"] > 0
