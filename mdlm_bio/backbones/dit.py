@@ -83,7 +83,7 @@ def attention(qkv: Tensor, rotary: Rotary, causal: bool) -> Tensor:
     if flash is not None:
         packed = torch.stack([q, k, v]).permute(1, 3, 0, 2, 4).reshape(batch * length, 3, heads, head_dim)
         row_starts = torch.arange(0, (batch + 1) * length, length, dtype=torch.int32, device=qkv.device)
-        return flash(packed, row_starts, length, causal=causal).view(batch, length, heads * head_dim)
+        return flash(packed, row_starts, length, causal=causal).reshape(batch, length, heads * head_dim)
     out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
     return out.transpose(1, 2).reshape(batch, length, heads * head_dim)
 
