@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
 import tempfile
@@ -18,6 +19,7 @@ from Bio import SeqIO
 from Bio.Seq import Seq
 from Bio.SeqRecord import SeqRecord
 
+from ..io import open_input
 from .tokenizer import AmbiguityPolicy, SequenceError, encode
 
 
@@ -32,26 +34,42 @@ class Record:
     tokens: np.ndarray  # uint8 Caduceus ids
 
 
-def _open_text(path: Path) -> IO[str]:
-    with open(path, "rb") as probe:
-        gzipped = probe.read(2) == b"\x1f\x8b"
-    return gzip.open(path, "rt") if gzipped else open(path)
+BYTE_ORDER_MARK = b"\xef\xbb\xbf"
+
+
+def _skip_to_first_header(stream: IO[bytes], path: str | Path) -> None:
+    """Skip a UTF-8 byte-order mark and blank lines; what follows must be a '>' header (or nothing). Biopython
+    reports text before the first header without naming the file, so it is said here, with the line."""
+    if stream.peek(3)[:3] == BYTE_ORDER_MARK:
+        stream.read(3)
+    while blank := len(head := stream.peek(4096)) - len(head.lstrip()):
+        stream.read(blank)
+    if head and not head.startswith(b">"):
+        try:
+            first = head.split(b"\n", 1)[0].decode("utf-8").strip()
+        except UnicodeDecodeError:
+            first = "\x00"
+        if not first.isprintable():  # undecodable, or control characters: binary, not text
+            raise FastaError(f"{path}: not a text FASTA file")
+        raise FastaError(f"{path}: text before the first '>' header ({first[:60]!r}); a FASTA file starts with '>name'")
 
 
 def read_fasta(path: str | Path, policy: AmbiguityPolicy = "n") -> Iterator[Record]:
-    """Records of a FASTA (gzip detected from its bytes), tokenised; an empty or damaged file is an error."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"FASTA file not found: {path}")
+    """Records of a FASTA, tokenised. `path` may be '-' (standard input) or a pipe; gzip is detected from the
+    bytes and a UTF-8 byte-order mark is skipped. An empty or damaged file, text before the first header and a
+    record without bases are errors naming the file (and the record); blank lines before the first header are not."""
     count = 0
     try:
-        with _open_text(path) as handle:
-            for record in SeqIO.parse(handle, "fasta"):
+        with open_input(path, "FASTA file") as stream:
+            _skip_to_first_header(stream, path)
+            for record in SeqIO.parse(io.TextIOWrapper(stream, encoding="utf-8-sig"), "fasta"):
                 count += 1
                 try:
                     tokens = encode(bytes(record.seq), policy)
                 except SequenceError as error:
                     raise FastaError(f"{path}: record {record.id!r}: {error}") from None
+                if len(tokens) == 0:
+                    raise FastaError(f"{path}: record {record.id!r} has no bases")
                 yield Record(record.id, record.description, tokens)
     except (EOFError, gzip.BadGzipFile, zlib.error) as error:
         raise FastaError(f"{path}: damaged or truncated gzip ({error})") from None

@@ -2,22 +2,41 @@
 
 from __future__ import annotations
 
+import io
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+
+from ..io import open_input
 
 
 class RegionError(ValueError):
     """A BED line that does not describe a region of a known record."""
 
 
+def record_lengths(records: Iterable[tuple[str, int]], fasta: str | Path, bed: str | Path) -> dict[str, int]:
+    """Record name -> length, for a BED that names records; a name used twice is an error, since the BED
+    could not say which of the two records it means."""
+    lengths: dict[str, int] = {}
+    for name, length in records:
+        if name in lengths:
+            raise RegionError(f"{fasta}: record name {name!r} appears more than once, so {bed} cannot say which "
+                              f"record it means; give the records distinct names")
+        lengths[name] = length
+    return lengths
+
+
 def read_regions(path: str | Path, lengths: dict[str, int]) -> dict[str, np.ndarray]:
-    """One boolean mask per record (all False where no region is listed); errors name the file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"BED file not found: {path}")
+    """One boolean mask per record (all False where no region is listed); errors name the file and line.
+    `path` may be '-' (standard input) or a pipe."""
     masks = {name: np.zeros(length, dtype=bool) for name, length in lengths.items()}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    with open_input(path, "BED file") as stream:
+        try:
+            lines = io.TextIOWrapper(stream, encoding="utf-8-sig").read().splitlines()
+        except UnicodeDecodeError:
+            raise RegionError(f"{path}: not a text BED file") from None
+    for number, line in enumerate(lines, start=1):
         if not line.strip() or line.startswith(("#", "track", "browser")):
             continue
         fields = line.split("\t") if "\t" in line else line.split()
