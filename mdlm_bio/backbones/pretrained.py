@@ -26,6 +26,12 @@ class CheckpointError(ValueError):
     """A checkpoint that does not fit the layout it claims to be."""
 
 
+def first_line(error: BaseException) -> str:
+    """The gist of an exception for a one-line message: its first line, or its type when it has no text."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def resolve_checkpoint(spec: str | Path) -> Path:
     """A local file, or `hf:owner/repo` downloaded (and cached) from the Hugging Face hub."""
     text = str(spec)
@@ -65,8 +71,14 @@ def read_state_dict(path: Path, use_ema: bool = False, trusted: bool = False) ->
         payload = torch.load(path, map_location="cpu", weights_only=not trusted)
     except pickle.UnpicklingError:
         raise CheckpointError(
-            f"{path}: holds Python objects besides tensors; pass trusted=True (--trust-checkpoint) if you trust its source"
+            f"{path}: holds Python objects besides tensors (as Lightning checkpoints do), and loading those can run "
+            f"code; if you trust its source, pass --trust-checkpoint (trusted=True in Python)"
         ) from None
+    except Exception as error:  # zip, EOF, storage and other errors of a truncated or damaged file
+        raise CheckpointError(f"{path}: cannot be read as a checkpoint; the file is truncated or damaged "
+                              f"({first_line(error)})") from None
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path}: holds a {type(payload).__name__}, not a checkpoint's mapping of names to tensors")
     if "state_dict" not in payload:
         if use_ema:
             raise CheckpointError(f"{path}: use_ema needs a Lightning checkpoint with an 'ema' entry")

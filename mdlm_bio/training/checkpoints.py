@@ -8,13 +8,15 @@ from typing import Any
 
 import torch
 
+from ..backbones.pretrained import CheckpointError, first_line
 from ..dna.tokenizer import VOCAB_SIZE
+from .checkpoint_io import read_checkpoint
 from .module import DiffusionLM, backbone_config
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(CheckpointError):
     """A checkpoint that is not ours, or holds a model this command cannot use."""
 
 
@@ -50,6 +52,9 @@ class TrainedModel:
         return f"{self.config['model']['preset']} {self.config['objective']['kind']} ({self.path})"
 
 
+TRAINING_KEYS = ("mdlm_bio_config", "mdlm_bio_mask_id", "state_dict")
+
+
 def checkpoint_path(spec: str | Path) -> Path:
     path = Path(spec)
     if path.is_dir():
@@ -65,28 +70,22 @@ def is_mdlm_bio_checkpoint(path: Path) -> bool:
     if path.suffix != ".ckpt" or not path.is_file():
         return False
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:
+        read_checkpoint(path, required=("mdlm_bio_config",), verify=False, mmap=True)
+    except CheckpointError:
         return False
-    return isinstance(payload, dict) and "mdlm_bio_config" in payload
+    return True
 
 
 def load_trained(spec: str | Path, device: torch.device | str = "cpu") -> TrainedModel:
     """A run folder (its checkpoints/last.ckpt) or a .ckpt file -> the model in eval mode (EMA weights if used)."""
     path = checkpoint_path(spec)
-    try:
-        payload = torch.load(path, map_location=device, weights_only=True)
-    except Exception as error:  # a torn or foreign file: say which, not a pickle traceback
-        raise CheckpointMismatchError(f"{path}: cannot be read as a checkpoint ({type(error).__name__})") from None
-    if "mdlm_bio_config" not in payload:
-        raise CheckpointMismatchError(f"{path} is not an mdlm-bio training checkpoint (no stored config)")
+    payload = read_checkpoint(path, required=TRAINING_KEYS)
     config = payload["mdlm_bio_config"]
-    module = DiffusionLM(config, mask_id=payload["mdlm_bio_mask_id"], output_ids=payload.get("mdlm_bio_output_ids"))
     try:
+        module = DiffusionLM(config, mask_id=payload["mdlm_bio_mask_id"], output_ids=payload.get("mdlm_bio_output_ids"))
         module.load_state_dict(payload["state_dict"])
-    except RuntimeError as error:
-        first = str(error).splitlines()[0]
-        raise CheckpointMismatchError(f"{path}: weights do not fit the stored model config ({first})") from None
+    except (RuntimeError, KeyError, TypeError, ValueError) as error:
+        raise CheckpointMismatchError(f"{path}: its weights or stored config do not make a model ({first_line(error)})") from None
     return TrainedModel(module.to(device).eval(), config, path)
 
 

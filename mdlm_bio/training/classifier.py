@@ -30,7 +30,7 @@ def mean_pool(features: Tensor, attention_mask: Tensor) -> Tensor:
     return (features * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
-def pretrained_backbone(spec: str | Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
+def pretrained_backbone(spec: str | Path, trusted: bool = False) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """(backbone config, backbone weights) from an mdlm-bio run folder or .ckpt (EMA weights where trained
     with EMA), or from a published Caduceus checkpoint (a local file or hf:kuleshov-group/caduceus-...)."""
     from ..backbones.pretrained import HF_PREFIX, caduceus_config_from_state, import_caduceus, read_state_dict, resolve_checkpoint
@@ -40,7 +40,7 @@ def pretrained_backbone(spec: str | Path) -> tuple[dict[str, Any], dict[str, Ten
     if not str(spec).startswith(HF_PREFIX) and is_mdlm_bio_checkpoint(checkpoint_path(spec)):
         trained = load_trained(spec)
         return backbone_config(trained.config["model"]), trained.module.backbone.state_dict()
-    state = read_state_dict(resolve_checkpoint(spec))
+    state = read_state_dict(resolve_checkpoint(spec), trusted=trusted)
     return caduceus_config_from_state(state, str(spec)), import_caduceus(state, str(spec)).state_dict()
 
 
@@ -119,10 +119,14 @@ class SequenceClassifier(L.LightningModule):
 
 def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> SequenceClassifier:
     """A fine-tuned classifier checkpoint -> the model in eval mode."""
-    payload = torch.load(path, map_location=device, weights_only=True)
-    if "mdlm_bio_classifier" not in payload:
-        raise ValueError(f"{path} is not an mdlm-bio classifier checkpoint (from `mdlm-bio finetune`)")
+    from ..backbones.pretrained import CheckpointError, first_line
+    from .checkpoint_io import read_checkpoint
+
+    payload = read_checkpoint(path, required=("mdlm_bio_classifier", "state_dict"), kind="classifier (from `mdlm-bio finetune`)")
     stored = payload["mdlm_bio_classifier"]
-    model = SequenceClassifier(stored["config"], stored["backbone_config"], stored["classes"])
-    model.load_state_dict(payload["state_dict"])
+    try:
+        model = SequenceClassifier(stored["config"], stored["backbone_config"], stored["classes"])
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: its weights or stored settings do not make a classifier ({first_line(error)})") from None
     return model.to(device).eval()

@@ -37,7 +37,7 @@ class TextModel:
     description: str
 
 
-def load_text_model(spec: str, tokenizer: str | None = None, device: str = "cpu") -> TextModel:
+def load_text_model(spec: str, tokenizer: str | None = None, device: str = "cpu", trusted: bool = False) -> TextModel:
     """An mdlm-bio text run or .ckpt, or a published MDLM checkpoint (hf:kuleshov-group/mdlm-owt or a file),
     wrapped in the `owt` preset's objective (log-linear schedule, no time conditioning: how MDLM trained it)."""
     if not spec.startswith(HF_PREFIX) and is_mdlm_bio_checkpoint(checkpoint_path(spec)):
@@ -46,7 +46,7 @@ def load_text_model(spec: str, tokenizer: str | None = None, device: str = "cpu"
         if data.get("dataset") != "text":
             raise ValueError(f"{trained.path} holds a {data.get('dataset')} model, not a text model")
         return TextModel(trained.module, tokenizer or data["tokenizer"], int(data["window"]), trained.description)
-    state = read_state_dict(resolve_checkpoint(spec))
+    state = read_state_dict(resolve_checkpoint(spec), trusted=trusted)
     architecture = dit_config_from_mdlm(state, spec)
     overrides = [f"model.overrides.{key}={value}" for key, value in architecture.items() if key != "architecture"]
     module = DiffusionLM(to_plain(load_config("owt", overrides)), mask_id=architecture["vocab_size"] - 1)
