@@ -11,13 +11,46 @@ from .commands import COMMANDS
 from .dna.download import DownloadError
 
 
+def device(spec: str) -> str:
+    """A --device value, checked before anything loads: a typo or a missing GPU is named as such, not blamed on
+    the checkpoint that happens to be read first."""
+    import torch
+
+    try:
+        parsed = torch.device(spec)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{spec!r} is not a device; use cpu, cuda, cuda:N or mps") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch was built without CUDA" if torch.version.cuda is None else "no GPU is visible"
+            raise argparse.ArgumentTypeError(f"{spec}: CUDA is not available here ({why}); use --device cpu")
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise argparse.ArgumentTypeError(f"{spec}: no such GPU; {count} visible (cuda:0 to cuda:{count - 1})")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{spec}: MPS is not available here; use --device cpu")
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise argparse.ArgumentTypeError(f"{spec}: mdlm-bio runs on cpu, cuda or mps")
+    return spec
+
+
 def _add_sampling_options(parser: argparse.ArgumentParser, default_sampler: str) -> None:
     parser.add_argument("--ckpt", required=True, help="a run folder (uses checkpoints/last.ckpt) or a .ckpt file")
     parser.add_argument("--sampler", choices=["ancestral", "cached", "first-hitting"], default=default_sampler)
     parser.add_argument("--steps", type=int, default=128, help="time steps for ancestral/cached (default: 128)")
     parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold (default: off)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
+    parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
+
+
+def _add_memory_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ignore-memory-limit", action="store_true", help="start even when the estimated memory "
+                        "exceeds what the device has free (the estimate is checked before anything is allocated)")
+
+
+def _add_trust_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trust-checkpoint", action="store_true", help="unpickle a published checkpoint that holds "
+                        "Python objects (a Lightning .ckpt); this can run code, so only for files you trust")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model from a preset in configs/train (demo, hg38, ...)")
     train.add_argument("preset", help="preset name (demo, demo-ar, hg38, hg38-131k, hg38-ar, conditional) or a .yaml file")
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. trainer.max_steps=500 run_dir=runs/x")
+    _add_memory_option(train)
 
     data = commands.add_parser("data", help="download and convert a genome (hg38) for training")
     data.add_argument("dataset", choices=["hg38"])
@@ -54,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--no-download", action="store_true", help="fail instead of downloading missing datasets")
     finetune.add_argument("--mirror", default=None, help="a URL serving files/<dataset>_v0.zip (default: Zenodo)")
     finetune.add_argument("--run-dir", type=Path, default=None, help="where runs and results go (default: the preset's)")
+    _add_trust_option(finetune)
+    _add_memory_option(finetune)
 
     ppl = commands.add_parser("eval-ppl", help="validation and zero-shot perplexity of a text model, per corpus")
     ppl.add_argument("--ckpt", required=True, help="an mdlm-bio text run/.ckpt, or hf:kuleshov-group/mdlm-owt or a file")
@@ -69,8 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     ppl.add_argument("--batch-size", type=int, default=8)
     ppl.add_argument("--cache-dir", type=Path, default=Path("data/text-cache"))
     ppl.add_argument("--seed", type=int, default=0)
-    ppl.add_argument("--device", default="cpu")
+    ppl.add_argument("--device", type=device, default="cpu")
     ppl.add_argument("--out-dir", type=Path, default=Path("eval-ppl"))
+    _add_trust_option(ppl)
+    _add_memory_option(ppl)
 
     genppl = commands.add_parser("eval-genppl", help="generative perplexity and entropy of a text model's samples")
     genppl.add_argument("--ckpt", required=True, help="an mdlm-bio text run/.ckpt, or hf:kuleshov-group/mdlm-owt or a file")
@@ -92,8 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="read the reference corpus from a local text file instead of the hub")
     genppl.add_argument("--cache-dir", type=Path, default=Path("data/text-cache"))
     genppl.add_argument("--seed", type=int, default=0)
-    genppl.add_argument("--device", default="cpu")
+    genppl.add_argument("--device", type=device, default="cpu")
     genppl.add_argument("--out-dir", type=Path, default=Path("eval-genppl"))
+    _add_trust_option(genppl)
+    _add_memory_option(genppl)
 
     sample = commands.add_parser("sample", help="generate DNA as FASTA from a trained model")
     _add_sampling_options(sample, "first-hitting")
@@ -106,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--guidance", type=float, default=None, help="classifier-free guidance weight with --class: "
                         "0 = unconditional, 1 = conditional (default), > 1 = pushed further toward the class")
     sample.add_argument("--out", type=Path, default=Path("generated.fa"))
+    _add_memory_option(sample)
 
     evaluate = commands.add_parser("evaluate-guidance", help="oracle accuracy and k-mer report of class-guided samples")
     _add_sampling_options(evaluate, "first-hitting")
@@ -122,14 +163,16 @@ def build_parser() -> argparse.ArgumentParser:
     infill.add_argument("fasta", type=Path)
     infill.add_argument("--bed", type=Path, default=None, help="regions to fill: 'record start end' (0-based)")
     infill.add_argument("--out", type=Path, default=Path("filled.fa"))
+    _add_memory_option(infill)
 
     score = commands.add_parser("score", help="NELBO, bits per base and perplexity of each FASTA record, as TSV")
     score.add_argument("fasta", type=Path)
     score.add_argument("--ckpt", required=True, help="a run folder or a .ckpt file")
     score.add_argument("--mc", type=int, default=8, help="Monte-Carlo time samples per window (default: 8)")
     score.add_argument("--seed", type=int, default=0)
-    score.add_argument("--device", default="cpu")
+    score.add_argument("--device", type=device, default="cpu")
     score.add_argument("--out", type=Path, default=None, help="TSV file (default: standard output)")
+    _add_memory_option(score)
 
     report = commands.add_parser("report", help="k-mer spectra, GC and diversity of generated DNA vs a reference")
     report.add_argument("generated", type=Path)
@@ -143,12 +186,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _out_of_memory(error: RuntimeError) -> bool:
+    """torch's allocators fail with RuntimeErrors (torch.OutOfMemoryError on CUDA) whose text says so."""
+    text = str(error).lower()
+    return "out of memory" in text or "can't allocate memory" in text
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         COMMANDS[args.command](args)
     except (ValueError, OSError, DownloadError) as error:
         print(f"mdlm-bio {args.command}: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except RuntimeError as error:
+        if not _out_of_memory(error):
+            raise
+        print(f"mdlm-bio {args.command}: error: out of memory ({str(error).strip().splitlines()[0]}); make the request "
+              f"smaller (batch size, window, length)", file=sys.stderr)
         raise SystemExit(2) from None
 
 

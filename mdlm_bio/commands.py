@@ -11,8 +11,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .dna.fasta import atomic_output, read_fasta, write_fasta
-from .dna.tokenizer import decode
+from .dna.fasta import FastaError, atomic_output, read_fasta, write_fasta
+from .dna.tokenizer import N, decode
 
 
 def _positive(name: str, value: int | None) -> None:
@@ -24,7 +24,7 @@ def run_train(args: argparse.Namespace) -> None:
     from .training.config import load_config
     from .training.run import train
 
-    train(load_config(args.preset, args.overrides))
+    train(load_config(args.preset, args.overrides), args.ignore_memory_limit)
 
 
 def run_finetune(args: argparse.Namespace) -> None:
@@ -37,7 +37,7 @@ def run_finetune(args: argparse.Namespace) -> None:
     if args.no_download:
         overrides.append("data.download=false")
     config = load_config(args.preset, [*overrides, *args.overrides], kind="finetune")
-    results = finetune_benchmarks(config, args.datasets, args.seeds)
+    results = finetune_benchmarks(config, args.datasets, args.seeds, args.trust_checkpoint, args.ignore_memory_limit)
     title = args.ckpt or f"scratch {config.model.preset}"
     _, markdown = write_results(results, Path(config.run_dir), title)
     print(markdown.read_text())
@@ -59,9 +59,12 @@ def run_eval_ppl(args: argparse.Namespace) -> None:
 
     for name in ("block", "mc", "batch_size", "discrete_steps"):
         _positive(name.replace("_", "-"), getattr(args, name))
-    model = load_text_model(args.ckpt, args.tokenizer, args.device)
+    model = load_text_model(args.ckpt, args.tokenizer, args.device, args.trust_checkpoint)
+    block = args.block or model.context
+    _check_memory(args, model.module, args.batch_size, block, 0, f"scoring batches of {args.batch_size} x {block} tokens",
+                  "lower --batch-size or --block")
     results = evaluate_corpora(
-        model, args.corpora or ZERO_SHOT_CORPORA, mode="pad" if args.padded else "wrap", block=args.block or model.context,
+        model, args.corpora or ZERO_SHOT_CORPORA, mode="pad" if args.padded else "wrap", block=block,
         cache_dir=args.cache_dir, text_files=_text_files(args.text_file), batch_size=args.batch_size, mc=args.mc,
         discrete_steps=args.discrete_steps, seed=args.seed, device=args.device,
     )
@@ -78,10 +81,12 @@ def run_eval_genppl(args: argparse.Namespace) -> None:
     for name in ("eval_context", "steps", "num", "length", "batch_size", "eval_batch_size"):
         _positive(name.replace("_", "-"), getattr(args, name))
     reference_files = _text_files(args.text_file).get(args.reference) if args.reference else None
-    model = load_text_model(args.ckpt, args.tokenizer, args.device)
+    model = load_text_model(args.ckpt, args.tokenizer, args.device, args.trust_checkpoint)
     tokenizer = load_tokenizer(model.tokenizer)
-    eval_lm = load_eval_lm(args.eval_lm, args.device, args.eval_context)
     length = args.length or model.context
+    _check_memory(args, model.module, min(args.batch_size, args.num), min(length, model.context), 8 * args.num * length,
+                  f"sampling {args.num} x {length} tokens", "lower --num, --length or --batch-size")
+    eval_lm = load_eval_lm(args.eval_lm, args.device, args.eval_context)
     # Everything that can fail on input (the reference corpus included) is loaded before the long sampling.
     real = None if args.reference is None else reference_tokens(
         tokenizer, args.reference, num=args.num, length=length, cache_dir=args.cache_dir, text_files=reference_files)
@@ -124,6 +129,16 @@ def _plan(args: argparse.Namespace, context: int):
     return SamplingPlan(args.sampler, args.steps, context, MASK, args.top_p)
 
 
+def _check_memory(args: argparse.Namespace, module, batch: int, length: int, outputs: int, request: str,
+                  smaller: str) -> None:
+    """Refuse, before the long part, work whose estimated memory exceeds what the device has free."""
+    from .memory import check_fits
+
+    if not args.ignore_memory_limit:
+        check_fits(lambda: module.inference_memory(batch, length, outputs), args.device, request, smaller,
+                   "--ignore-memory-limit")
+
+
 def _class_denoiser(model, class_label: str | None, guidance: float | None):
     """The denoiser to sample with, and the FASTA header words that say how it was conditioned."""
     if class_label is None:
@@ -149,7 +164,11 @@ def run_sample(args: argparse.Namespace) -> None:
     prompt = torch.as_tensor(next(iter(read_fasta(args.prompt))).tokens, dtype=torch.long) if args.prompt else None
     plan = _plan(args, model.context)
     denoiser, condition = _class_denoiser(model, args.class_label, args.guidance)
-    with torch.no_grad(), tqdm(total=args.num, desc="sampling", unit="seq") as bar:
+    # Per call a batch of context-long windows; on the side the [num, length] int64 canvas and the FASTA text.
+    _check_memory(args, model.module, min(args.batch_size, args.num), min(length, model.context), 9 * args.num * length,
+                  f"sampling {args.num} x {length} bases", "lower --num, --length or --batch-size")
+    new_bases = args.num * (length - (0 if prompt is None else len(prompt)))
+    with torch.no_grad(), tqdm(total=new_bases, desc="sampling", unit="base", unit_scale=True) as bar:
         out = generate(
             denoiser, model.module.engine.schedule, plan, num=args.num, length=length, seed=args.seed,
             batch_size=args.batch_size, prompt=prompt, device=args.device, progress=bar.update,
@@ -180,12 +199,17 @@ def run_infill(args: argparse.Namespace) -> None:
     import torch
 
     from .dna.generate import fill_regions, n_runs
-    from .dna.regions import read_regions
+    from .dna.regions import read_regions, record_lengths
 
     model = _load(args)
     plan = _plan(args, model.context)
     records = list(read_fasta(args.fasta))
-    regions = read_regions(args.bed, {r.name: len(r.tokens) for r in records}) if args.bed else None
+    bases = sum(len(record.tokens) for record in records)
+    _check_memory(args, model.module, 1, model.context, 9 * bases, f"infilling {len(records)} records ({bases:,} bases)",
+                  "split the FASTA into smaller files")
+    regions = None
+    if args.bed:
+        regions = read_regions(args.bed, record_lengths(((r.name, len(r.tokens)) for r in records), args.fasta, args.bed))
     filled = []
     with torch.no_grad():
         for record in tqdm(records, desc="infilling", unit="record"):
@@ -206,7 +230,12 @@ def run_score(args: argparse.Namespace) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
     writer.writerow(["record", "length", "scored_bases", "nelbo_nats", "bits_per_base", "perplexity"])
-    for record in tqdm(list(read_fasta(args.fasta)), desc="scoring", unit="record"):
+    records = list(read_fasta(args.fasta))
+    _check_memory(args, model.module, args.mc, model.context, 0, f"scoring with {args.mc} noise draws per window", "lower --mc")
+    for record in records:  # before the long part: an unscorable record is an error, not a row of nan
+        if not (record.tokens != N).any():
+            raise FastaError(f"{args.fasta}: record {record.name!r} has no A, C, G or T to score (only N)")
+    for record in tqdm(records, desc="scoring", unit="record"):
         score = score_sequence(model.module.denoiser, model.module.engine, record.tokens, model.context, args.mc,
                                args.seed, args.device)
         writer.writerow([record.name, len(record.tokens), score.num_bases, f"{score.nelbo:.4f}",
@@ -248,6 +277,7 @@ def run_demo(args: argparse.Namespace) -> None:
     run_sample(argparse.Namespace(
         ckpt=config.run_dir, sampler="first-hitting", steps=128, top_p=None, seed=args.seed, device="cpu",
         num=16, length=2 * config.data.window, batch_size=16, prompt=None, out=samples, class_label=None, guidance=None,
+        ignore_memory_limit=False,
     ))
     held_out_reference(config.data.data_dir, args.out_dir / "heldout.fa")
     run_report(argparse.Namespace(generated=samples, reference=reference, out_dir=args.out_dir / "report", k=[3, 6]))

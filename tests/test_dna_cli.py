@@ -242,5 +242,6 @@ def test_checkpoints_of_other_models_are_refused(tmp_path, data_dir, capsys):
     assert "holds an autoregressive model" in error_of(capsys, ["sample", "--ckpt", str(ar_run), "--num", "1"])
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"state_dict": {}}, foreign)
-    assert "is not an mdlm-bio training checkpoint" in error_of(capsys, ["score", "x.fa", "--ckpt", str(foreign)])
+    assert "not an mdlm-bio training checkpoint, or an incomplete one: it has no ['mdlm_bio_config', 'mdlm_bio_mask_id']" \
+        in error_of(capsys, ["score", "x.fa", "--ckpt", str(foreign)])
     assert "no checkpoint at" in error_of(capsys, ["sample", "--ckpt", str(tmp_path / "nothing")])

@@ -224,10 +224,13 @@ class _Pickled:
     """Stands in for the hyperparameter objects a published Lightning checkpoint pickles."""
 
 
-def test_a_pickled_published_checkpoint_is_refused_with_the_importers_reason(tmp_path):
+def test_a_pickled_published_checkpoint_is_refused_unless_trusted(tmp_path):
     torch.save({"state_dict": caduceus_state(rcps=False), "hyper_parameters": _Pickled()}, tmp_path / "published.ckpt")
-    with pytest.raises(CheckpointError, match="holds Python objects besides tensors; pass trusted=True"):
+    with pytest.raises(CheckpointError,
+                       match=r"holds Python objects besides tensors \(as Lightning checkpoints do\).*pass --trust-checkpoint"):
         pretrained_backbone(tmp_path / "published.ckpt")
+    architecture, weights = pretrained_backbone(tmp_path / "published.ckpt", trusted=True)
+    assert architecture["rcps"] is False and weights
 
 
 def test_our_reader_agrees_with_the_packages_own_loader(tmp_path):

@@ -3,6 +3,7 @@ fly, wrapped (GPT-2 style) and padded (BERT style), diffusion and autoregressive
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from pathlib import Path
@@ -50,6 +51,19 @@ def test_bf16_mixed_text_training_tracks_float32(texts, mdlm_run, capsys):
     assert all(math.isfinite(bits) and abs(bits - reference) < 0.01 for bits, reference in zip(bf16, float32)), (bf16, float32)
     weights = load_trained(texts / "mdlm-bf16").module.state_dict().values()
     assert all(value.dtype == torch.float32 for value in weights if value.is_floating_point())
+
+
+def test_the_memory_probe_before_training_leaves_the_run_unchanged(texts, tmp_path):
+    """The DiT draws dropout masks from the global generator: the probe that estimates a step's memory runs before
+    training and must not shift those draws, so a probed run ends with the weights of an unprobed one."""
+    weights = {}
+    for name, flags in (("probed", []), ("unprobed", ["--ignore-memory-limit"])):
+        main(tiny_text_run(texts, f"probe-{name}", "gpt2", 6, "trainer.val_check_interval=6", "model.overrides.dropout=0.1")
+             + flags)
+        last = texts / f"probe-{name}" / "checkpoints" / "last.ckpt"
+        weights[name] = torch.load(last, weights_only=True)["current_model_state"]
+    for key, value in weights["unprobed"].items():  # equal up to CPU threads' summation order (~1e-8)
+        torch.testing.assert_close(weights["probed"][key], value, rtol=0, atol=1e-6, msg=key)
 
 
 def test_text_config_needs_a_tokenizer():
@@ -108,7 +122,8 @@ def test_eval_ppl_scores_each_corpus_continuous_and_discrete(texts, mdlm_run, tm
     assert "T=2" in (tmp_path / "d" / "perplexity.md").read_text()
 
 
-def test_eval_ppl_imports_the_published_mdlm_layout(texts, tmp_path):
+def published_mdlm_state(texts: Path) -> dict[str, torch.Tensor]:
+    """Random weights in the published MDLM key layout, over the test tokenizer's vocabulary."""
     state = mdlm_state()
     vocab = load_tokenizer(str(texts / "gpt2")).vocab_size
     hidden = state["backbone.vocab_embed.embedding"].shape[1]
@@ -117,10 +132,27 @@ def test_eval_ppl_imports_the_published_mdlm_layout(texts, tmp_path):
                        ("backbone.output_layer.linear.weight", (vocab, hidden)),
                        ("backbone.output_layer.linear.bias", (vocab,))):
         state[key] = torch.randn(shape, generator=generator) * 0.02
-    save_file(state, str(tmp_path / "model.safetensors"))
+    return state
+
+
+def test_eval_ppl_imports_the_published_mdlm_layout(texts, tmp_path):
+    save_file(published_mdlm_state(texts), str(tmp_path / "model.safetensors"))
     rows = eval_ppl(texts, tmp_path / "model.safetensors", tmp_path / "out", "--tokenizer", str(texts / "gpt2"),
                     "--block", "64")
     assert all(math.isfinite(row["perplexity"]) and row["perplexity"] > 1 for row in rows)
+
+
+def test_a_pickled_published_checkpoint_needs_trust(texts, tmp_path, capsys):
+    """MDLM's own Lightning checkpoints pickle their hyperparameters: opened only with --trust-checkpoint."""
+    lightning_file = tmp_path / "mdlm.ckpt"
+    torch.save({"state_dict": published_mdlm_state(texts), "hyper_parameters": argparse.Namespace(lr=3e-4)}, lightning_file)
+    with pytest.raises(SystemExit):
+        eval_ppl(texts, lightning_file, tmp_path / "out", "--tokenizer", str(texts / "gpt2"), "--block", "64")
+    err = capsys.readouterr().err
+    assert f"{lightning_file}: holds Python objects besides tensors" in err and "pass --trust-checkpoint" in err
+    rows = eval_ppl(texts, lightning_file, tmp_path / "out", "--tokenizer", str(texts / "gpt2"), "--block", "64",
+                    "--trust-checkpoint")
+    assert all(math.isfinite(row["perplexity"]) for row in rows)
 
 
 def test_eval_ppl_errors_are_clear(texts, mdlm_run, tmp_path, capsys):

@@ -53,6 +53,7 @@ def test_fsdp_is_refused_on_cpu_by_lightning_with_its_reason(tmp_path, capsys):
     argv = train_args(tmp_path / "run", tmp_path / "genome", steps=2) + [
         "trainer.strategy=fsdp", "trainer.accelerator=cpu", "optim.ema=null"]
     assert "The strategy `fsdp` requires a GPU accelerator, but received `accelerator='cpu'`" in error_of(capsys, argv)
+    assert not (tmp_path / "run").exists()  # a failed start leaves no run folder
 
 
 def test_ema_with_fsdp_is_refused_before_training(tmp_path, capsys):

@@ -62,7 +62,8 @@ def generate(
     """`num` sequences of `length` tokens (continuing the 1-D `prompt`, if given), as one CPU tensor
     [num, length], and the network calls used.
 
-    Lengths beyond the context are generated semi-autoregressively with a half-context stride.
+    Lengths beyond the context are generated semi-autoregressively with a half-context stride. `progress(n)`
+    is told the number of new tokens after each window, so long sequences show progress as they grow.
     """
     if num < 1 or length < 1:
         raise ValueError(f"num and length must be positive; got num={num}, length={length}")
@@ -73,10 +74,10 @@ def generate(
         prefix = None if prompt is None else prompt.to(device=device, dtype=torch.long).expand(batch, -1)
         return semi_autoregressive_sample(
             sample_block, batch_size=batch, length=length, block_length=plan.context,
-            stride=max(1, plan.context // 2), mask_id=plan.mask_id, prompt=prefix, device=device,
+            stride=max(1, plan.context // 2), mask_id=plan.mask_id, prompt=prefix, device=device, progress=progress,
         )
 
-    return in_batches(draw, num, batch_size, progress)
+    return in_batches(draw, num, batch_size)
 
 
 def in_batches(draw: Callable[[int], SampleOutput], num: int, batch_size: int,

@@ -275,6 +275,7 @@ def semi_autoregressive_sample(
     mask_id: int,
     prompt: Tensor | None = None,
     device: torch.device | str = "cpu",
+    progress: Callable[[int], None] | None = None,
 ) -> SampleOutput:
     """Generate `length` tokens with a model whose context is `block_length`.
 
@@ -284,6 +285,7 @@ def semi_autoregressive_sample(
     prefix and samples `stride` new masked positions after it, so any length is
     reachable. `sample_block(z_init)` is any sampler above, partially
     applied, e.g. functools.partial(ancestral_sample, net, schedule=..., ...).
+    `progress(n)` is told the number of new tokens after each window.
     """
     if not 0 < stride <= block_length:
         raise ValueError(f"stride must lie in [1, block_length={block_length}]; got {stride}")
@@ -304,12 +306,16 @@ def semi_autoregressive_sample(
     z = torch.cat([prefix, all_masked(batch_size, first_window - prefix.shape[1], mask_id, device)], dim=1)
     out = sample_block(z)
     generated, calls = out.tokens, out.num_calls
+    if progress is not None:
+        progress(batch_size * (first_window - prefix.shape[1]))
     while generated.shape[1] < length:
         new = min(stride, length - generated.shape[1])
         context = generated[:, generated.shape[1] - (block_length - new) :]
         out = sample_block(torch.cat([context, all_masked(batch_size, new, mask_id, device)], dim=1))
         generated = torch.cat([generated, out.tokens[:, context.shape[1] :]], dim=1)
         calls += out.num_calls
+        if progress is not None:
+            progress(batch_size * new)
     return SampleOutput(tokens=generated, num_calls=calls)
 
 

@@ -102,4 +102,6 @@ def score_sequence(
         window = all_tokens[begin : begin + context].expand(mc, -1)
         out = engine.loss(denoiser, window, attention_mask=window != N, generator=generator)
         total += float(out.per_sequence.mean())
+    if not math.isfinite(total):
+        raise ValueError(f"the model gave a non-finite NELBO ({total}); its weights may have diverged")
     return Score(nelbo=total, num_bases=int((all_tokens != N).sum()))

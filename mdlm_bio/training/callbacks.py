@@ -1,15 +1,11 @@
-"""Callbacks and plugins: EMA weights, atomic checkpoint files, and a plain-text validation log."""
+"""Callbacks: EMA weights, the stop on a non-finite loss or gradient, and a plain-text validation log (checkpoint
+files are checkpoint_io.py's)."""
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import WeightAveraging
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 
 class EMA(WeightAveraging):
@@ -34,14 +30,31 @@ class EMA(WeightAveraging):
         checkpoint, saved after this hook, would then resume training from the average instead."""
 
 
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write each checkpoint to a temporary file, then rename: a crash never leaves a torn last.ckpt."""
+class TrainingDiverged(ValueError):
+    """A non-finite loss or gradient: training stops before that step reaches the weights."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
-        path = Path(path)
-        temporary = path.with_name(f".{path.name}.tmp")
-        super().save_checkpoint(checkpoint, temporary, storage_options)
-        os.replace(temporary, path)
+
+class StopOnNonFinite(L.Callback):
+    """Stops training before a non-finite loss or gradient reaches the weights: one check per optimizer step, on
+    the sum of its (micro-batch) losses and the total gradient norm. Under fp16 loss scaling, inf gradients are
+    the scaler's to skip, so only the losses are checked there."""
+
+    def __init__(self) -> None:
+        self._losses: torch.Tensor | None = None
+
+    def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
+        self._losses = loss.detach() if self._losses is None else self._losses + loss.detach()
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
+        losses, self._losses = self._losses, None
+        if losses is None:
+            return
+        grads = [param.grad for param in pl_module.parameters() if param.grad is not None]
+        scaled = getattr(trainer.precision_plugin, "scaler", None) is not None
+        norm = torch.nn.utils.get_total_norm(grads) if grads and not scaled else losses.new_zeros(())
+        if not torch.isfinite(losses + norm):
+            raise TrainingDiverged(f"training diverged at step {trainer.global_step}: the loss is {float(losses):.4g} "
+                                   f"and the gradient norm {float(norm):.4g}")
 
 
 class ValidationLog(L.Callback):

@@ -7,11 +7,16 @@ Keys are closed (a typo is an error naming the key), except `model.overrides`
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+import yaml
+from lightning.pytorch import Trainer
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from ..backbones import preset_names
@@ -36,8 +41,42 @@ LABELLED_DATA_KEYS = ("benchmark", "download", "mirror", "valid_fraction", "labe
 TEXT_DATA_KEYS = ("corpus", "tokenizer", "wrap", "cache_dir", "num_proc", "train_files", "valid_files")
 
 
+# Keys whose preset value is null, so an override's type cannot be read off the preset.
+NULLABLE_TYPES: dict[str, type] = {
+    "objective.discrete_steps": int, "optim.ema": float, "data.windows_per_epoch": int, "data.num_proc": int,
+    "data.fasta": str, "data.tokenizer": str, "data.data_dir": str, "data.mirror": str, "init_from": str,
+}
+
+
 class ConfigError(ValueError):
     """A config that names an unknown key or an invalid value."""
+
+
+TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
+              dict: "a mapping"}
+
+
+def _expected_type(value: Any) -> type | None:
+    for kind in (bool, int, float, str):  # bool first: it is an int to isinstance
+        if isinstance(value, kind):
+            return kind
+    if isinstance(value, (list, ListConfig)):
+        return list
+    if isinstance(value, (dict, DictConfig)):
+        return dict
+    return None
+
+
+def check_value_type(key: str, before: Any, after: Any) -> None:
+    """An override must keep the type of the value it replaces (an integer may stand for a float, and any value
+    for a string); null is always allowed. Lightning's and the backbone's options are checked by their owners."""
+    if after is None or key.startswith(tuple(f"{section}." for section in OPEN_SECTIONS)):
+        return
+    expected = NULLABLE_TYPES.get(key) if before is None else _expected_type(before)
+    actual = _expected_type(after)
+    if expected is None or expected is str or actual is expected or (expected is float and actual is int):
+        return
+    raise ConfigError(f"{key} must be {TYPE_NAMES[expected]}, not {after!r}")
 
 
 def preset_names_of(kind: str) -> list[str]:
@@ -51,7 +90,14 @@ def _read(name_or_path: str, kind: str) -> DictConfig:
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        config = OmegaConf.load(path)
+        try:
+            config = OmegaConf.load(path)
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"{path}: not valid YAML{where} ({getattr(error, 'problem', None) or error})") from None
+        if not isinstance(config, DictConfig):
+            raise ConfigError(f"{path}: a config must be a mapping of keys to values, not a {type(config).__name__}")
     elif name_or_path in preset_names_of(kind):
         config = OmegaConf.create((resources.files("mdlm_bio.configs") / kind / f"{name_or_path}.yaml").read_text())
     else:
@@ -71,17 +117,34 @@ def load_config(name_or_path: str, overrides: Sequence[str] = (), kind: str = "t
     for override in overrides:
         if "=" not in override:
             raise ConfigError(f"override {override!r} must look like key=value, e.g. trainer.max_steps=500")
+        key = override.split("=", 1)[0]
+        before = OmegaConf.select(config, key, default=None, throw_on_missing=False)
         try:
             config.merge_with_dotlist([override])
         except (ConfigKeyError, ConfigAttributeError):
-            raise ConfigError(f"unknown config key {override.split('=', 1)[0]!r} in override {override!r}") from None
+            raise ConfigError(f"unknown config key {key!r} in override {override!r}") from None
         except OmegaConfBaseException as error:
             raise ConfigError(f"bad override {override!r}: {error.msg}") from None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"bad override {override!r}: not a valid value ({getattr(error, 'problem', error)})") from None
+        check_value_type(key, before, OmegaConf.select(config, key))
     validate(config, kind)
     return config
 
 
+def check_trainer_keys(trainer: DictConfig) -> None:
+    """Everything under trainer: goes to lightning.Trainer, so a typo would surface there as a TypeError."""
+    known = set(inspect.signature(Trainer.__init__).parameters) - {"self"}
+    unknown = sorted(set(trainer) - known)
+    if unknown:
+        suggestions = {key: difflib.get_close_matches(key, known, n=1) for key in unknown}
+        hints = ", ".join(f"trainer.{key}" + (f" (did you mean trainer.{match[0]}?)" if match else "")
+                          for key, match in suggestions.items())
+        raise ConfigError(f"unknown lightning.Trainer option {hints}")
+
+
 def validate(config: DictConfig, kind: str = "train") -> None:
+    check_trainer_keys(config.trainer)
     for key, allowed in CHOICES[kind].items():
         value = OmegaConf.select(config, key)
         if value not in allowed:

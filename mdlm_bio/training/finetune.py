@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from ..dna.benchmarks import (
     OPTIONAL_DATASETS,
@@ -27,10 +29,13 @@ from ..dna.benchmarks import (
     read_split,
     resolve_data_dir,
 )
-from .callbacks import AtomicCheckpointIO
+from ..dna.tokenizer import BASE_IDS
+from .callbacks import StopOnNonFinite
+from .checkpoint_io import AtomicCheckpointIO
 from .classifier import SequenceClassifier, pretrained_backbone
 from .config import save_config, to_plain
 from .labelled_data import LabelledDataModule
+from .limits import check_training_memory
 from .module import backbone_config
 
 BEST_CHECKPOINT = "best.ckpt"
@@ -76,8 +81,10 @@ def finetune_one(
     test: LabelledSequences,
     seed: int,
     init: tuple[dict[str, Any], dict[str, Any]] | None,
+    ignore_memory_limit: bool = False,
 ) -> SeedResult:
-    """Fine-tune on one (dataset, seed), keep the best-validation checkpoint, and score the test split with it."""
+    """Fine-tune on one (dataset, seed), keep the best-validation checkpoint, and score the test split with it.
+    A step that would not fit in the device's free memory is refused first, unless `ignore_memory_limit`."""
     run_dir = Path(config.run_dir) / dataset / f"seed_{seed}"
     L.seed_everything(seed, workers=True, verbose=False)
     train, valid = carve_validation(train_all, config.data.valid_fraction, seed)
@@ -96,12 +103,17 @@ def finetune_one(
         **plain["trainer"],
         max_epochs=config.epochs,
         default_root_dir=run_dir,
-        callbacks=[best],
+        callbacks=[best, StopOnNonFinite()],
         logger=CSVLogger(run_dir, name="logs"),
         plugins=[AtomicCheckpointIO()],
         gradient_clip_val=config.optim.grad_clip,
         enable_model_summary=False,
     )
+    if not ignore_memory_limit:
+        check_training_memory(
+            module, trainer, config.data.batch_size, max_length_of(config, dataset),
+            lambda probe: nn.functional.cross_entropy(module(probe, torch.ones_like(probe)), probe.new_zeros(len(probe))),
+            token=BASE_IDS[0], extra_copies=0, smaller="lower data.batch_size or data.max_length")
     trainer.fit(module, datamodule=data)
     (metrics,) = trainer.test(module, datamodule=data, ckpt_path=best.best_model_path, verbose=False)
     result = SeedResult(
@@ -124,14 +136,16 @@ def check_same_settings(config: DictConfig) -> None:
             raise ValueError(f"{config.run_dir} holds results made with {key}={old}, not {new}; use another run_dir")
 
 
-def finetune_benchmarks(config: DictConfig, datasets: list[str] | None, num_seeds: int) -> list[SeedResult]:
-    """Run the sweep; returns every (dataset, seed) result, finished earlier or now."""
+def finetune_benchmarks(config: DictConfig, datasets: list[str] | None, num_seeds: int,
+                        trust_checkpoint: bool = False, ignore_memory_limit: bool = False) -> list[SeedResult]:
+    """Run the sweep; returns every (dataset, seed) result, finished earlier or now. `trust_checkpoint` lets a
+    published pickled checkpoint (init_from) be unpickled in full."""
     if num_seeds < 1:
         raise ValueError(f"--seeds must be a positive integer, not {num_seeds}")
     data_dir = resolve_data_dir(config.data.data_dir)
     names = select_datasets(datasets, data_dir)
     check_same_settings(config)
-    init = pretrained_backbone(config.init_from) if config.init_from else None
+    init = pretrained_backbone(config.init_from, trust_checkpoint) if config.init_from else None
     save_config(config, Path(config.run_dir) / "config.yaml")
     results = []
     for name in names:
@@ -145,5 +159,5 @@ def finetune_benchmarks(config: DictConfig, datasets: list[str] | None, num_seed
             if splits is None:
                 splits = read_split(dataset_dir, "train"), read_split(dataset_dir, "test")
             print(f"fine-tuning {name}, seed {seed}", flush=True)
-            results.append(finetune_one(config, name, *splits, seed, init))
+            results.append(finetune_one(config, name, *splits, seed, init, ignore_memory_limit))
     return results

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from ..backbones import build_backbone, load_preset
 from ..diffusion import LossOutput, MaskedDiffusion, autoregressive_loss, classifier_free_guidance, make_schedule
 from ..diffusion.samplers import Denoiser
+from ..memory import MemoryEstimate, activation_bytes, probe_length, scaled
 
 LN2 = math.log(2.0)
 
@@ -82,6 +83,18 @@ class DiffusionLM(L.LightningModule):
             antithetic=objective["antithetic"],
             discrete_steps=objective["discrete_steps"],
         )
+
+    def inference_memory(self, batch: int, length: int, outputs: int = 0) -> MemoryEstimate:
+        """Network calls at [batch, length] without gradients (sampling, scoring), measured on a probe and
+        scaled; the weights; and `outputs` bytes of results kept on the side."""
+        tensors = [*self.parameters(), *self.buffers()]
+        probe = torch.full((1, probe_length(length)), self.mask_id, device=tensors[0].device)
+        times = torch.ones(1, device=probe.device)
+        with torch.no_grad():
+            probed = activation_bytes(lambda: self.denoiser(probe, times), [*tensors, probe, times])
+        weights = sum(tensor.numel() * tensor.element_size() for tensor in tensors)
+        return MemoryEstimate({"activations": scaled(probed, probe.numel(), batch * length), "weights": weights,
+                               "outputs": outputs})
 
     def restrict(self, logits: Tensor) -> Tensor:
         return logits.masked_fill(~self.output_allowed, float("-inf"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +15,13 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from ..dna.tokenizer import BASE_IDS, MASK
-from .callbacks import EMA, AtomicCheckpointIO, ValidationLog
+from .callbacks import EMA, StopOnNonFinite, TrainingDiverged, ValidationLog
+from .checkpoint_io import AtomicCheckpointIO, read_checkpoint
 from .checkpoints import LAST_CHECKPOINT
 from .config import save_config, to_plain
 from .dna_data import build_genome_datamodule
 from .labelled_data import build_benchmark_datamodule
+from .limits import check_training_memory
 from .module import DiffusionLM
 from .text_data import build_text_datamodule
 
@@ -28,11 +31,9 @@ class RunMismatchError(ValueError):
 
 
 def read_checkpoint_config(path: Path) -> dict[str, Any]:
-    """The config stored in one of our checkpoints, read without loading its weights into a model."""
-    payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    if "mdlm_bio_config" not in payload:
-        raise RunMismatchError(f"{path} is not an mdlm-bio training checkpoint (no stored config)")
-    return payload["mdlm_bio_config"]
+    """The config stored in one of our checkpoints, read without loading its weights into a model (Lightning
+    reads and checks the weights when it resumes)."""
+    return read_checkpoint(path, required=("mdlm_bio_config",), verify=False, mmap=True)["mdlm_bio_config"]
 
 
 def check_same_architecture(checkpoint: Path, config: dict[str, Any]) -> None:
@@ -77,9 +78,11 @@ def build_training_data(config: DictConfig) -> TrainingData:
     return TrainingData(build_genome_datamodule(config.data, config.seed), MASK, list(BASE_IDS))
 
 
-def train(config: DictConfig) -> ValidationLog:
-    """Fit the model the config describes; returns the validation log (step, bits per base)."""
+def train(config: DictConfig, ignore_memory_limit: bool = False) -> ValidationLog:
+    """Fit the model the config describes; returns the validation log (step, bits per base). A step that would
+    not fit in the device's free memory is refused before training starts, unless `ignore_memory_limit`."""
     run_dir = Path(config.run_dir)
+    fresh = not run_dir.exists()
     L.seed_everything(config.seed, workers=True, verbose=False)
     data = build_training_data(config)
     plain = to_plain(config)
@@ -88,7 +91,6 @@ def train(config: DictConfig) -> ValidationLog:
     if resume is not None:
         check_same_architecture(resume, plain)
         print(f"resuming from {resume}", flush=True)
-    save_config(config, run_dir / "config.yaml")
     module = DiffusionLM(plain, mask_id=data.mask_id, output_ids=data.output_ids)
     validation_log = ValidationLog()
     version = next_log_version(run_dir / "logs")
@@ -102,6 +104,7 @@ def train(config: DictConfig) -> ValidationLog:
             save_last=True,
         ),
         LearningRateMonitor(logging_interval="step"),
+        StopOnNonFinite(),
         validation_log,
     ]
     if config.optim.ema is not None:
@@ -115,8 +118,24 @@ def train(config: DictConfig) -> ValidationLog:
         gradient_clip_val=config.optim.grad_clip,
         enable_model_summary=False,
     )
-    with warnings.catch_warnings():
-        # The training sampler resumes from the restored batch count (WindowStream), so this warning does not apply.
-        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
-        trainer.fit(module, datamodule=data.datamodule, ckpt_path=resume)
+    if not ignore_memory_limit:
+        generator = torch.Generator(trainer.strategy.root_device).manual_seed(0)
+        check_training_memory(module, trainer, config.data.batch_size, config.data.window,
+                              lambda probe: module.objective(probe, None, generator).loss,
+                              token=int(module.output_allowed.nonzero()[0]), extra_copies=int(config.optim.ema is not None),
+                              smaller="lower data.batch_size or data.window")
+    save_config(config, run_dir / "config.yaml")  # once everything that checks the settings has accepted them
+    try:
+        with warnings.catch_warnings():
+            # The training sampler resumes from the restored batch count (WindowStream), so this warning does not apply.
+            warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
+            trainer.fit(module, datamodule=data.datamodule, ckpt_path=resume)
+    except BaseException as error:
+        if fresh and trainer.global_step == 0:  # a failed start leaves no run folder behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        if isinstance(error, TrainingDiverged):
+            kept = f"{last} holds the last good weights" if last.is_file() else "no checkpoint was written before it"
+            raise TrainingDiverged(f"{error}; nothing of that step was saved and {kept}. Train again in a new run_dir "
+                                   f"with a lower optim.lr (now {config.optim.lr:g})") from None
+        raise
     return validation_log

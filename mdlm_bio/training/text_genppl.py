@@ -59,7 +59,7 @@ def sample_tokens(
     """`num` samples [num, length] on the CPU. Diffusion models sample from all-mask (beyond their context,
     semi-autoregressively); AR models continue a BOS and must fit their context."""
     module = model.module
-    with tqdm(total=num, desc="sampling", unit="sample") as bar:
+    with tqdm(total=num * length, desc="sampling", unit="token", unit_scale=True) as bar:
         if not module.is_autoregressive:
             plan = SamplingPlan(sampler, steps, model.context, module.mask_id, top_p)
             return generate(module.denoiser, module.engine.schedule, plan, num=num, length=length, seed=seed,
@@ -76,7 +76,7 @@ def sample_tokens(
             bos = torch.full((batch, 1), tokenizer.bos_id, dtype=torch.long, device=device)
             return autoregressive_sample(network, bos, length, top_p=top_p, generator=generator)
 
-        return in_batches(draw, num, batch_size, bar.update)
+        return in_batches(draw, num, batch_size, lambda rows: bar.update(rows * length))
 
 
 def reference_tokens(tokenizer: TextTokenizer, corpus: str, *, num: int, length: int, cache_dir: Path,
