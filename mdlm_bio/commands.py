@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from .dna.fasta import FastaError, atomic_output, read_fasta, write_fasta
 from .dna.tokenizer import N, decode
+from .io import check_writable
 
 
 def _positive(name: str, value: int | None) -> None:
@@ -163,7 +164,11 @@ def run_sample(args: argparse.Namespace) -> None:
     length = args.length or model.context
     prompt = torch.as_tensor(next(iter(read_fasta(args.prompt))).tokens, dtype=torch.long) if args.prompt else None
     plan = _plan(args, model.context)
+    if prompt is not None and len(prompt) >= min(length, model.context):
+        raise ValueError(f"{args.prompt}: the prompt ({len(prompt)} bases) must be shorter than --length ({length}) "
+                         f"and the model's context ({model.context})")
     denoiser, condition = _class_denoiser(model, args.class_label, args.guidance)
+    check_writable(args.out)
     # Per call a batch of context-long windows; on the side the [num, length] int64 canvas and the FASTA text.
     _check_memory(args, model.module, min(args.batch_size, args.num), min(length, model.context), 9 * args.num * length,
                   f"sampling {args.num} x {length} bases", "lower --num, --length or --batch-size")
@@ -204,6 +209,7 @@ def run_infill(args: argparse.Namespace) -> None:
     model = _load(args)
     plan = _plan(args, model.context)
     records = list(read_fasta(args.fasta))
+    check_writable(args.out)
     bases = sum(len(record.tokens) for record in records)
     _check_memory(args, model.module, 1, model.context, 9 * bases, f"infilling {len(records)} records ({bases:,} bases)",
                   "split the FASTA into smaller files")
@@ -231,6 +237,8 @@ def run_score(args: argparse.Namespace) -> None:
     writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
     writer.writerow(["record", "length", "scored_bases", "nelbo_nats", "bits_per_base", "perplexity"])
     records = list(read_fasta(args.fasta))
+    if args.out is not None:
+        check_writable(args.out)
     _check_memory(args, model.module, args.mc, model.context, 0, f"scoring with {args.mc} noise draws per window", "lower --mc")
     for record in records:  # before the long part: an unscorable record is an error, not a row of nan
         if not (record.tokens != N).any():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import io
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,17 @@ def check_input_path(path: str | Path, what: str) -> None:
         raise FileNotFoundError(f"{what} not found: {path}")
     if path.is_dir():
         raise IsADirectoryError(f"{what} {path} is a folder, not a file")
+
+
+def check_writable(path: str | Path) -> None:
+    """Fail before the long work, not after it, when an output file cannot be created where it is asked for."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent, prefix=f".{path.name}."):
+            pass
+    except OSError as error:
+        raise OSError(f"cannot write {path}: {error.strerror or error}") from None
 
 
 @contextmanager

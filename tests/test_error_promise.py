@@ -256,6 +256,7 @@ def test_a_bad_device_is_named_before_any_checkpoint_is_read(tmp_path, device, m
     ("seed=abc", "seed must be an integer, not 'abc'"),
     ("objective.discrete_steps=1.5", "objective.discrete_steps must be an integer, not 1.5"),
     ("data.window=[1,", "bad override 'data.window=[1,': not a valid value"),
+    ("model.overrides.n_layer=abc", "caduceus option n_layer must be an integer, not 'abc'"),
 ])
 def test_config_mistakes_name_their_key(tmp_path, override, message, capsys):
     assert message in error_of(capsys, ["train", "demo", f"run_dir={tmp_path / 'run'}", override])
@@ -267,3 +268,15 @@ def test_malformed_yaml_names_its_file_and_line(tmp_path, capsys):
     path.write_text("inherit: demo\noptim:\n  lr: [1,\n")
     assert f"{path}: not valid YAML at line 4" in error_of(capsys, ["train", str(path)])
 
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--out", "/proc/no/such.fa"], "cannot write /proc/no/such.fa"),
+    (["--top-p", "2"], "top_p must lie in (0, 1]; got 2.0"),
+    (["--length", "8", "--prompt", "PROMPT"], "the prompt (12 bases) must be shorter than --length (8)"),
+], ids=["unwritable-output", "top-p", "prompt-too-long"])
+def test_sampling_settings_are_refused_before_any_work(trained, fasta, argv, message, capsys):
+    argv = [str(fasta) if arg == "PROMPT" else arg for arg in argv]
+    err = error_of(capsys, ["sample", "--ckpt", str(trained), "--num", "1", *argv])
+    assert message in err
+    assert "sampling:" not in err  # no progress bar: nothing was started

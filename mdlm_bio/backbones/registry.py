@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
 from .caduceus import Caduceus
@@ -17,6 +17,39 @@ from .mamba import Mamba
 ARCHITECTURES: dict[str, type[nn.Module]] = {"dit": DiT, "caduceus": Caduceus}
 # Caduceus passes its extra keyword arguments on to every Mamba mixer.
 _FORWARDED_KWARGS: dict[str, type[nn.Module]] = {"caduceus": Mamba}
+TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
+              dict: "a mapping"}
+_ANNOTATED_KINDS = {"bool": bool, "int": int, "float": float, "str": str}
+
+
+def kind_of(value: Any) -> type | None:
+    """The kind of a setting's value: bool, int, float, str, list or dict (OmegaConf containers included)."""
+    for kind in (bool, int, float, str):  # bool first: it is an int to isinstance
+        if isinstance(value, kind):
+            return kind
+    if isinstance(value, (list, ListConfig)):
+        return list
+    if isinstance(value, (dict, DictConfig)):
+        return dict
+    return None
+
+
+def fits_kind(value: Any, expected: type) -> bool:
+    """Whether a value may stand where `expected` is wanted: an int for a float, and anything for a string."""
+    actual = kind_of(value)
+    return expected is str or actual is expected or (expected is float and actual is int)
+
+
+def _option_kinds(architecture: str) -> dict[str, type]:
+    """The kind of each scalar constructor option, from its annotation or its default."""
+    kinds: dict[str, type] = {}
+    for constructor in (ARCHITECTURES[architecture], _FORWARDED_KWARGS.get(architecture)):
+        for name, parameter in inspect.signature(constructor).parameters.items() if constructor else ():
+            default = None if parameter.default is inspect.Parameter.empty else parameter.default
+            kind = _ANNOTATED_KINDS.get(parameter.annotation) or kind_of(default)
+            if kind in _ANNOTATED_KINDS.values():
+                kinds.setdefault(name, kind)
+    return kinds
 
 
 def _accepted_keys(architecture: str) -> set[str]:
@@ -38,6 +71,10 @@ def build_backbone(config: Mapping[str, Any]) -> nn.Module:
         raise ValueError(
             f"unknown {architecture} option(s) {unknown}; valid options are {sorted(_accepted_keys(architecture))}"
         )
+    kinds = _option_kinds(architecture)
+    for key, value in options.items():
+        if key in kinds and value is not None and not fits_kind(value, kinds[key]):
+            raise ValueError(f"{architecture} option {key} must be {TYPE_NAMES[kinds[key]]}, not {value!r}")
     return ARCHITECTURES[architecture](**options)
 
 

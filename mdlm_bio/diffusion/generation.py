@@ -36,6 +36,8 @@ class SamplingPlan:
             raise ValueError(f"sampler must be one of {list(SAMPLERS)}, not {self.sampler!r}")
         if self.steps < 1 or self.context < 2:
             raise ValueError(f"steps must be >= 1 and context >= 2; got steps={self.steps}, context={self.context}")
+        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must lie in (0, 1]; got {self.top_p}")
 
     def block_sampler(self, denoiser: Denoiser, schedule: NoiseSchedule, generator: torch.Generator):
         """z_init -> SampleOutput, for one window of at most `context` tokens."""

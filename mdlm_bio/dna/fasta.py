@@ -19,7 +19,7 @@ from Bio import SeqIO
 from Bio.Seq import Seq
 from Bio.SeqRecord import SeqRecord
 
-from ..io import open_input
+from ..io import check_writable, open_input
 from .tokenizer import AmbiguityPolicy, SequenceError, encode
 
 
@@ -84,7 +84,7 @@ def atomic_output(path: str | Path, mode: str = "w") -> Iterator[IO]:
     """Write to a temporary file next to `path` and rename it into place only on success,
     so an interrupted or failed run never leaves a half-written file behind."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(path)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(descriptor, mode) as handle:

@@ -16,10 +16,11 @@ from typing import Any
 
 import yaml
 from lightning.pytorch import Trainer
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from ..backbones import preset_names
+from ..backbones.registry import TYPE_NAMES, fits_kind, kind_of
 
 OPEN_SECTIONS = ("model.overrides", "trainer")
 CHOICES = {
@@ -52,29 +53,13 @@ class ConfigError(ValueError):
     """A config that names an unknown key or an invalid value."""
 
 
-TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
-              dict: "a mapping"}
-
-
-def _expected_type(value: Any) -> type | None:
-    for kind in (bool, int, float, str):  # bool first: it is an int to isinstance
-        if isinstance(value, kind):
-            return kind
-    if isinstance(value, (list, ListConfig)):
-        return list
-    if isinstance(value, (dict, DictConfig)):
-        return dict
-    return None
-
-
 def check_value_type(key: str, before: Any, after: Any) -> None:
     """An override must keep the type of the value it replaces (an integer may stand for a float, and any value
     for a string); null is always allowed. Lightning's and the backbone's options are checked by their owners."""
     if after is None or key.startswith(tuple(f"{section}." for section in OPEN_SECTIONS)):
         return
-    expected = NULLABLE_TYPES.get(key) if before is None else _expected_type(before)
-    actual = _expected_type(after)
-    if expected is None or expected is str or actual is expected or (expected is float and actual is int):
+    expected = NULLABLE_TYPES.get(key) if before is None else kind_of(before)
+    if expected is None or fits_kind(after, expected):
         return
     raise ConfigError(f"{key} must be {TYPE_NAMES[expected]}, not {after!r}")
 
