@@ -4,8 +4,9 @@ A model's activation memory grows with the number of tokens it processes at once
 training loss, a sampling call) runs once on a small probe on the same device, counting the bytes of every tensor
 it creates and keeps alive at once, plus what autograd saves for backward; the count is scaled to the requested
 batch and length, and the weights (with gradients and optimizer state when training) and the outputs kept on the
-side are added. The estimate is within a small factor of the real peak: it exists to refuse what cannot fit before
-it reaches the allocator (or the kernel's out-of-memory killer), not to budget tightly.
+side are added. On the training steps measured (bench/bench_memory_estimate.py) the estimate lies within 25% of
+the real peak either way: it exists to refuse what cannot fit before it reaches the allocator (or the kernel's
+out-of-memory killer), not to budget tightly.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 GIB = 2**30
-# Probe size: at most the request itself, so the probe fits whenever the request could. Scaling from 256 tokens
-# overstates long Caduceus-PS steps by up to ~1.4x (bench/RESULTS.md), erring toward refusing.
+# Probe size: at most the request itself, so the probe fits whenever the request could. Scaled from 256 tokens,
+# Caduceus-PS steps come out ~25% high and small Caduceus steps ~25% low (bench/RESULTS.md).
 PROBE_TOKENS = 256
 
 
