@@ -4,6 +4,7 @@ read back with errors that say which file, what is wrong and what to do, instead
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
 from collections.abc import Mapping, Sequence
@@ -20,6 +21,8 @@ from ..backbones.pretrained import CheckpointError, first_line
 # raw weights a resumed run continues from.
 WEIGHT_KEYS = ("state_dict", "current_model_state")
 CHECKSUMS = "mdlm_bio_checksums"
+# What describes the model besides its weights (config, mask id, classes): entries named mdlm_bio_*.
+SETTINGS_PREFIX = "mdlm_bio_"
 
 
 class NonFiniteWeightsError(CheckpointError):
@@ -36,6 +39,18 @@ def weights_checksum(weights: Mapping[str, Tensor]) -> str:
     return digest.hexdigest()
 
 
+def settings_checksum(checkpoint: Mapping[str, Any]) -> str:
+    """SHA-256 of the mdlm_bio_* entries (plain data), written as canonical JSON."""
+    settings = {key: value for key, value in checkpoint.items() if key.startswith(SETTINGS_PREFIX) and key != CHECKSUMS}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def checksums(checkpoint: Mapping[str, Any], path: Path | str) -> dict[str, str]:
+    """One checksum per set of weights, and one of the settings that say what model they are."""
+    found = {key: weights_checksum(weights) for key, weights in _weight_sets(checkpoint, path).items()}
+    return {**found, "settings": settings_checksum(checkpoint)}
+
+
 def non_finite_names(weights: Mapping[str, Tensor]) -> list[str]:
     return [name for name, tensor in weights.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
 
@@ -49,8 +64,12 @@ def _weight_sets(checkpoint: Mapping[str, Any], path: Path | str) -> dict[str, M
 
 
 def check_weights(checkpoint: Mapping[str, Any], path: Path | str) -> None:
-    """The weights match the checksums written with them (where there are any) and are all finite."""
+    """The weights and settings match the checksums written with them (where there are any), and the weights are
+    all finite."""
     stored = checkpoint.get(CHECKSUMS) or {}
+    if "settings" in stored and settings_checksum(checkpoint) != stored["settings"]:
+        raise CheckpointError(f"{path}: its stored settings do not match the checksum saved with them, so the file was "
+                              f"damaged or changed after it was written; restore a good copy or retrain")
     for key, weights in _weight_sets(checkpoint, path).items():
         if key in stored and weights_checksum(weights) != stored[key]:
             raise CheckpointError(f"{path}: the weights in {key!r} do not match the checksum saved with them, so the file "
@@ -111,7 +130,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             if bad:
                 raise NonFiniteWeightsError(f"refusing to write {path}: {len(bad)} weight tensors in {key!r} hold nan or "
                                             f"inf (e.g. {bad[0]}); the checkpoints already written are kept")
-        checkpoint[CHECKSUMS] = {key: weights_checksum(tensors) for key, tensors in weights.items()}
+        checkpoint[CHECKSUMS] = checksums(checkpoint, path)
         temporary = path.with_name(f".{path.name}.tmp")
         super().save_checkpoint(checkpoint, temporary, storage_options)
         os.replace(temporary, path)
