@@ -1,5 +1,5 @@
-"""Session fixtures shared by the text-track tests: test-written text, tokenizers trained on it, and a tiny
-MDLM trained on it (once per session, since several test files score or sample it)."""
+"""Session fixtures shared by several test files, each built once: test-written text, tokenizers trained on it and
+a tiny MDLM trained on it; the converted bundled genome and a tiny DNA run trained on it."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import io
 from pathlib import Path
 
 import pytest
+from dna_runs import train_args
 from text_runs import tiny_text_run
 from text_tokenizers import bert_style_tokenizer, gpt2_style_tokenizer, small_corpus
 
@@ -31,3 +32,17 @@ def mdlm_run(texts) -> tuple[Path, str]:
     with contextlib.redirect_stdout(output):
         main(tiny_text_run(texts, "mdlm", "gpt2", 100))
     return texts / "mdlm", output.getvalue()
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """Where the bundled genome is converted (once)."""
+    return tmp_path_factory.mktemp("genome")
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory, data_dir) -> Path:
+    """A tiny DNA MDLM trained 30 steps; tests read it and must not change it."""
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    main(train_args(run, data_dir, steps=30))
+    return run

@@ -17,44 +17,10 @@ import numpy as np
 import pytest
 import torch
 from Bio import SeqIO
+from dna_runs import error_of, train_args
 
 from mdlm_bio.cli import main
 from mdlm_bio.training.checkpoints import load_trained
-
-TINY = [
-    "model.overrides.d_model=32",
-    "model.overrides.n_layer=2",
-    "data.window=64",
-    "data.batch_size=8",
-    "data.valid_windows=16",
-    "trainer.limit_val_batches=2",
-    "trainer.log_every_n_steps=5",
-    "trainer.enable_progress_bar=false",
-]
-
-
-def train_args(run_dir: Path, data_dir: Path, steps: int, every: int = 10, preset: str = "demo") -> list[str]:
-    return ["train", preset, f"run_dir={run_dir}", f"data.data_dir={data_dir}", f"trainer.max_steps={steps}",
-            f"checkpoint_every_n_steps={every}", f"trainer.val_check_interval={every}", *TINY]
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("genome")
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, data_dir) -> Path:
-    run = tmp_path_factory.mktemp("runs") / "tiny"
-    main(train_args(run, data_dir, steps=30))
-    return run
-
-
-def error_of(capsys, argv: list[str]) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 2
-    return capsys.readouterr().err
 
 
 def test_train_writes_config_checkpoint_and_logs(run_dir):

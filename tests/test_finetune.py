@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 from benchmark_data import write_benchmark
+from dna_runs import train_args
 from safetensors.torch import save_file
-from test_dna_cli import train_args
 from test_pretrained import caduceus_state
 
 from mdlm_bio.backbones import build_backbone, load_preset

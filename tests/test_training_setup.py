@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning
 import pytest
 import torch
-from test_dna_cli import error_of, train_args
+from dna_runs import error_of, train_args
 
 from mdlm_bio.cli import main
 from mdlm_bio.dna.tokenizer import BASE_IDS, MASK
