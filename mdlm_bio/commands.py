@@ -11,9 +11,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .dna.fasta import FastaError, atomic_output, read_fasta, write_fasta
+from .dna.fasta import FastaError, read_fasta, write_fasta
 from .dna.tokenizer import N, decode
-from .io import check_writable
+from .io import atomic_output, check_writable
 
 
 def _positive(name: str, value: int | None) -> None:

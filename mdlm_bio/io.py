@@ -1,16 +1,19 @@
-"""Opening input files the way a shell user passes them: a path, `-` for standard input, or a pipe such as
-`<(zcat x.fa.gz)`; gzip is recognised from the bytes, not the name, so nothing needs to seek."""
+"""Files, for every layer above the backbones: inputs opened the way a shell user passes them (a path, `-` for
+standard input, or a pipe such as `<(zcat x.fa.gz)`; gzip recognised from the bytes, so nothing needs to seek),
+and outputs written atomically (a temporary file renamed into place), including JSON + Markdown result pairs."""
 
 from __future__ import annotations
 
 import gzip
 import io
+import json
+import os
 import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 GZIP_MAGIC = b"\x1f\x8b"
 STDIN = "-"
@@ -54,3 +57,35 @@ def open_input(path: str | Path, what: str) -> Iterator[IO[bytes]]:
     finally:
         if owned is not None:
             owned.close()
+
+
+@contextmanager
+def atomic_output(path: str | Path, mode: str = "w") -> Iterator[IO]:
+    """Write to a temporary file next to `path` and rename it into place only on success,
+    so an interrupted or failed run never leaves a half-written file behind."""
+    path = Path(path)
+    check_writable(path)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, mode) as handle:
+            yield handle
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_json_and_markdown(out_dir: Path, stem: str, payload: Any, markdown: str) -> Path:
+    """`stem.json` (the numbers) and `stem.md` (the table people read), each written atomically; returns the .md."""
+    with atomic_output(Path(out_dir) / f"{stem}.json") as handle:
+        handle.write(json.dumps(payload, indent=2) + "\n")
+    with atomic_output(Path(out_dir) / f"{stem}.md") as handle:
+        handle.write(markdown)
+    return Path(out_dir) / f"{stem}.md"
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
-import os
-import tempfile
 import zlib
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
 from Bio import SeqIO
 from Bio.Seq import Seq
 from Bio.SeqRecord import SeqRecord
 
-from ..io import check_writable, open_input
+from ..io import atomic_output, open_input
 from .tokenizer import AmbiguityPolicy, SequenceError, encode
 
 
@@ -77,38 +73,6 @@ def read_fasta(path: str | Path, policy: AmbiguityPolicy = "n") -> Iterator[Reco
         raise FastaError(f"{path}: not a text FASTA file") from None
     if count == 0:
         raise FastaError(f"{path}: no FASTA records (a FASTA file starts with '>name')")
-
-
-@contextmanager
-def atomic_output(path: str | Path, mode: str = "w") -> Iterator[IO]:
-    """Write to a temporary file next to `path` and rename it into place only on success,
-    so an interrupted or failed run never leaves a half-written file behind."""
-    path = Path(path)
-    check_writable(path)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, mode) as handle:
-            yield handle
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def write_json_and_markdown(out_dir: Path, stem: str, payload: Any, markdown: str) -> Path:
-    """`stem.json` (the numbers) and `stem.md` (the table people read), each written atomically; returns the .md."""
-    with atomic_output(Path(out_dir) / f"{stem}.json") as handle:
-        handle.write(json.dumps(payload, indent=2) + "\n")
-    with atomic_output(Path(out_dir) / f"{stem}.md") as handle:
-        handle.write(markdown)
-    return Path(out_dir) / f"{stem}.md"
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
 
 
 def write_fasta(records: Iterable[tuple[str, str, str]], path: str | Path, line_width: int = 80) -> int:

@@ -24,7 +24,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from .fasta import FastaError, atomic_output, read_fasta, write_fasta
+from ..io import atomic_output
+from .fasta import FastaError, read_fasta, write_fasta
 from .tokenizer import PAD, AmbiguityPolicy, N, decode, reverse_complement
 
 FORMAT_VERSION = 1

@@ -16,7 +16,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .fasta import Record, atomic_output, read_fasta, write_json_and_markdown
+from ..io import atomic_output, write_json_and_markdown
+from .fasta import Record, read_fasta
 from .metrics import diversity, gc_content, jensen_shannon_distance, kmer_spectrum, validate_k
 from .tokenizer import A, T
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
-from ..dna.fasta import write_json_and_markdown
+from ..io import write_json_and_markdown
 from .finetune import SeedResult
 
 

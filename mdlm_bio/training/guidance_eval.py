@@ -17,9 +17,10 @@ import torch
 
 from ..diffusion.generation import SamplingPlan, generate
 from ..dna.benchmarks import ensure_present, read_split, resolve_data_dir
-from ..dna.fasta import write_fasta, write_json_and_markdown
+from ..dna.fasta import write_fasta
 from ..dna.report import GENERATED, generation_report
 from ..dna.tokenizer import decode
+from ..io import write_json_and_markdown
 from .checkpoints import TrainedModel
 from .classifier import SequenceClassifier
 from .labelled_data import collate

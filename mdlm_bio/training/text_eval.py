@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from ..backbones.pretrained import HF_PREFIX, dit_config_from_mdlm, import_mdlm_dit, read_state_dict, resolve_checkpoint
-from ..dna.fasta import write_json_and_markdown
+from ..io import write_json_and_markdown
 from ..text.corpora import get_corpus, tokenized_blocks
 from ..text.tokenizer import TextTokenizer, load_tokenizer
 from .checkpoints import checkpoint_path, is_mdlm_bio_checkpoint, load_trained

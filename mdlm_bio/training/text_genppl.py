@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from ..diffusion import SampleOutput, autoregressive_sample
 from ..diffusion.generation import SamplerName, SamplingPlan, generate, in_batches
-from ..dna.fasta import atomic_output, write_json_and_markdown
+from ..io import atomic_output, write_json_and_markdown
 from ..text.corpora import get_corpus, tokenized_blocks
 from ..text.eval_lm import EvalLM, decode_samples, generative_nll, unigram_entropy
 from ..text.tokenizer import TextTokenizer
