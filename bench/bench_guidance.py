@@ -15,9 +15,12 @@ import torch
 from harness import peak_memory_mib
 
 from mdlm_bio.diffusion import all_masked, first_hitting_sample, guided_denoiser
-from mdlm_bio.dna.tokenizer import BASE_IDS, MASK
+from mdlm_bio.dna.tokenizer import MASK
 from mdlm_bio.training.config import load_config, to_plain
+from mdlm_bio.training.data import DNA_VOCABULARY
 from mdlm_bio.training.module import DiffusionLM
+from mdlm_bio.training.run import model_spec
+from mdlm_bio.training.settings import run_settings
 
 
 def main() -> None:
@@ -29,8 +32,8 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    config = to_plain(load_config("conditional", ["model.overrides.num_classes=2", *args.overrides]))
-    module = DiffusionLM(config, mask_id=MASK, output_ids=list(BASE_IDS)).eval()
+    settings = run_settings(to_plain(load_config("conditional", args.overrides)))
+    module = DiffusionLM(model_spec(settings, DNA_VOCABULARY, "dna", classes=("a", "b"))).eval()
     schedule = module.engine.schedule
     denoisers = {
         "two calls (baseline)": guided_denoiser(module.class_denoiser(1), module.class_denoiser(None), args.weight),

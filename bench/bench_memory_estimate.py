@@ -16,10 +16,12 @@ import argparse
 import torch
 from harness import device_description, peak_memory_mib, run_isolated, write_json
 
-from mdlm_bio.dna.tokenizer import BASE_IDS, MASK
 from mdlm_bio.memory import activation_bytes, probe_length, scaled
 from mdlm_bio.training.config import load_config, to_plain
+from mdlm_bio.training.data import DNA_VOCABULARY
 from mdlm_bio.training.module import DiffusionLM
+from mdlm_bio.training.run import model_spec, training_settings
+from mdlm_bio.training.settings import Vocabulary, run_settings
 
 CPU_ROWS = ["caduceus-tiny:16:128", "caduceus-tiny:4:4096", "caduceus-ps:1:1024", "caduceus-ps:1:4096", "dit-tiny:8:256",
             "dit-small:2:1024"]
@@ -27,9 +29,10 @@ CPU_ROWS = ["caduceus-tiny:16:128", "caduceus-tiny:4:4096", "caduceus-ps:1:1024"
 
 def measure(preset: str, batch: int, length: int, device: str) -> dict[str, float]:
     torch.manual_seed(0)
-    overrides = [f"model.preset={preset}"] + (["model.overrides.vocab_size=50258"] if preset.startswith("dit") else [])
     text = preset.startswith("dit")
-    module = DiffusionLM(to_plain(load_config("demo", overrides)), 50257 if text else MASK, None if text else list(BASE_IDS))
+    settings = run_settings(to_plain(load_config("demo", [f"model.preset={preset}"])))
+    vocabulary = Vocabulary(50258, mask_id=50257) if text else DNA_VOCABULARY  # the GPT-2 vocabulary with [MASK]
+    module = DiffusionLM(model_spec(settings, vocabulary, "text" if text else "dna"), training_settings(settings))
     module.to(device).train()
     token = 7
     generator = torch.Generator(device).manual_seed(0)

@@ -25,8 +25,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from harness import device_description, peak_memory_mib, run_isolated, synchronize, write_json  # noqa: E402
 
-from mdlm_bio.backbones.registry import build_backbone, count_parameters, load_preset  # noqa: E402
+from mdlm_bio.backbones.registry import build_backbone, count_parameters  # noqa: E402
 from mdlm_bio.diffusion import LogLinearSchedule, MaskedDiffusion  # noqa: E402
+from mdlm_bio.training.data import preset_backbone  # noqa: E402
 
 BACKBONES = {
     "DiT": ("dit-tiny", {"vocab_size": 16, "hidden_size": 128, "n_blocks": 4, "n_heads": 4, "cond_dim": 64}),
@@ -37,7 +38,7 @@ BACKBONES = {
 def measure(backbone: str, length: int, mode: str, device: str, repeats: int) -> dict[str, float]:
     torch.manual_seed(0)
     preset, overrides = BACKBONES[backbone]
-    model = build_backbone({**load_preset(preset), **overrides}).to(device)
+    model = build_backbone({**preset_backbone(preset), **overrides}).to(device)
     engine = MaskedDiffusion(LogLinearSchedule(), mask_id=4)
     tokens = torch.randint(0, 4, (1, length), device=device)
     sigma = engine.schedule.total_noise(torch.full((1,), 0.5, device=device))

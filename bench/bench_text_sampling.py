@@ -18,6 +18,7 @@ import time
 import torch
 from harness import device_description, peak_memory_mib, run_isolated, synchronize, write_json
 
+from mdlm_bio.backbones import build_backbone, load_preset
 from mdlm_bio.diffusion import (
     LogLinearSchedule,
     all_masked,
@@ -28,7 +29,6 @@ from mdlm_bio.diffusion import (
     subs_log_probs,
     time_grid,
 )
-from mdlm_bio.training.module import build_model
 
 MASK = 50257
 SAMPLERS = ("ancestral, full-tensor draws (baseline)", "ancestral", "cached", "first-hitting", "autoregressive")
@@ -52,7 +52,7 @@ def full_draw_ancestral(network, z: torch.Tensor, steps: int, generator: torch.G
 def run_one(sampler: str, batch: int, length: int, steps: int, device: str) -> dict[str, float]:
     torch.manual_seed(0)
     causal = sampler == "autoregressive"
-    network = build_model({"preset": "dit-tiny", "overrides": {"causal": causal}}).to(device).eval()
+    network = build_backbone(load_preset("dit-tiny", [f"causal={causal}"])).to(device).eval()
     schedule = LogLinearSchedule()
     generator = torch.Generator(device=device).manual_seed(0)
     z = all_masked(batch, length, MASK, device)

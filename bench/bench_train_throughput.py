@@ -25,8 +25,9 @@ from harness import device_description, matmul_flops_per_second, peak_memory_mib
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from mdlm_bio.backbones.registry import build_backbone, count_parameters, load_preset
+from mdlm_bio.backbones.registry import build_backbone, count_parameters
 from mdlm_bio.diffusion import LogLinearSchedule, MaskedDiffusion
+from mdlm_bio.training.data import preset_backbone
 
 CPU_ROWS = ["dit-tiny:256", "dit-tiny:1024", "dit-small:256", "dit-small:1024", "caduceus-tiny:1024",
             "caduceus-tiny:4096", "caduceus-ps:1024"]
@@ -34,7 +35,7 @@ CPU_ROWS = ["dit-tiny:256", "dit-tiny:1024", "dit-small:256", "dit-small:1024", 
 
 def measure(preset: str, length: int, tokens_per_step: int, steps: int, device: str) -> dict[str, float]:
     torch.manual_seed(0)
-    config = load_preset(preset)
+    config = preset_backbone(preset)
     model = build_backbone(config).to(device).train()
     mask_id = config["vocab_size"] - 1
     engine = MaskedDiffusion(LogLinearSchedule(), mask_id=mask_id)

@@ -36,9 +36,10 @@ import torch
 from bench_train_throughput import measure
 from harness import device_description, matmul_flops_per_second, run_isolated, synchronize, write_json
 
-from mdlm_bio.backbones import build_backbone, load_preset
+from mdlm_bio.backbones import build_backbone
 from mdlm_bio.backbones.kernels import causal_conv1d_kernel, flash_attention_kernel, kernels_apply, selective_scan_kernel
 from mdlm_bio.backbones.scan import selective_scan_torch
+from mdlm_bio.training.data import preset_backbone
 
 # Tolerances, as the relative norm of the difference, ||kernel - torch|| / ||torch||, per tensor (logits and each
 # gradient). bf16: both paths round every activation to 8 bits of mantissa, so they differ by a few 1e-3 per layer;
@@ -173,7 +174,7 @@ def check_flash_attention(context: Context) -> list[Row]:
         reason = f"flash-attn is not installed (pip install -e '.[gpu]'), or kernels do not run on {context.device}"
         return [skipped(name, reason)]
     torch.manual_seed(0)
-    model = perturb(build_backbone(load_preset(context.sizes.attention_preset)).to(context.device))
+    model = perturb(build_backbone(preset_backbone(context.sizes.attention_preset)).to(context.device))
     vocab = model.output_layer.linear.out_features
     tokens = torch.randint(0, vocab, (context.sizes.attention_batch, context.sizes.attention_length), device=context.device)
     return [compare_model_paths(model, tokens, torch.bfloat16, BF16_TOLERANCE, name,
@@ -228,7 +229,7 @@ def check_mamba_kernels(context: Context) -> list[Row]:
                      f"forward+backward kernel {kernel_seconds * 1e3:.1f} ms vs torch {torch_seconds * 1e3:.1f} ms "
                      f"({torch_seconds / kernel_seconds:.1f}x)"})
     torch.manual_seed(0)
-    model = perturb(build_backbone(load_preset(sizes.caduceus_preset)).to(context.device))
+    model = perturb(build_backbone(preset_backbone(sizes.caduceus_preset)).to(context.device))
     tokens = torch.randint(7, 11, (2, sizes.scan_lengths[0]), device=context.device)  # A, C, G, T
     entry_points = [("mamba_ssm.ops.selective_scan_interface", "selective_scan_fn"), ("causal_conv1d", "causal_conv1d_fn")]
     rows.append(compare_model_paths(model, tokens, torch.bfloat16, BF16_TOLERANCE,

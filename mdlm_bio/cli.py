@@ -1,14 +1,31 @@
-"""The `mdlm-bio` command: train, sample, infill, score and report on DNA; describe backbones."""
+"""The `mdlm-bio` command: argparse only. Each verb calls one function of mdlm_bio.tasks with its options as
+keyword arguments (the options' names are the function's parameter names)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from .commands import COMMANDS
 from .dna.download import DownloadError
+
+# verb -> "module:function" in mdlm_bio.tasks, imported when the verb runs (so --help stays quick).
+TASKS = {
+    "demo": "demo:demo",
+    "train": "train:train",
+    "data": "train:data",
+    "finetune": "finetune:finetune",
+    "eval-ppl": "text_perplexity:eval_ppl",
+    "eval-genppl": "generative_perplexity:eval_genppl",
+    "sample": "generate:sample",
+    "evaluate-guidance": "guidance:evaluate",
+    "infill": "generate:infill",
+    "score": "score:score",
+    "report": "report:report",
+    "describe": "report:describe",
+}
 
 
 def device(spec: str) -> str:
@@ -193,16 +210,18 @@ def _out_of_memory(error: RuntimeError) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    options = vars(build_parser().parse_args(argv))
+    command = options.pop("command")
+    module, function = TASKS[command].split(":")
     try:
-        COMMANDS[args.command](args)
+        getattr(importlib.import_module(f"mdlm_bio.tasks.{module}"), function)(**options)
     except (ValueError, OSError, DownloadError) as error:
-        print(f"mdlm-bio {args.command}: error: {error}", file=sys.stderr)
+        print(f"mdlm-bio {command}: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     except RuntimeError as error:
         if not _out_of_memory(error):
             raise
-        print(f"mdlm-bio {args.command}: error: out of memory ({str(error).strip().splitlines()[0]}); make the request "
+        print(f"mdlm-bio {command}: error: out of memory ({str(error).strip().splitlines()[0]}); make the request "
               f"smaller (batch size, window, length)", file=sys.stderr)
         raise SystemExit(2) from None
 

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from mdlm_bio.backbones import (
-    CADUCEUS_COMPLEMENT_MAP,
     BiMamba,
     Caduceus,
     PostHocConjoined,
@@ -23,9 +22,11 @@ from mdlm_bio.backbones import (
 from mdlm_bio.backbones.mamba import Mamba
 from mdlm_bio.cli import main
 from mdlm_bio.diffusion import MaskedDiffusion, make_schedule
+from mdlm_bio.dna.tokenizer import COMPLEMENT_MAP
+from mdlm_bio.training.data import preset_backbone
 
 MASK_ID = 3  # Caduceus's [MASK]
-CMAP = torch.tensor(CADUCEUS_COMPLEMENT_MAP)
+CMAP = torch.tensor(COMPLEMENT_MAP)
 TINY = {
     "dit-tiny": ["vocab_size=40"],
     "caduceus-tiny": [],
@@ -37,7 +38,7 @@ TINY = {
 def tiny(name: str, **extra) -> torch.nn.Module:
     preset = "caduceus-tiny" if name == "caduceus-ph-tiny" else name
     torch.manual_seed(0)
-    return build_backbone(load_preset(preset, TINY[name] + [f"{k}={v}" for k, v in extra.items()]))
+    return build_backbone(preset_backbone(preset, TINY[name] + [f"{k}={v}" for k, v in extra.items()]))
 
 
 def tokens_for(model: torch.nn.Module, batch: int = 2, length: int = 24, seed: int = 0) -> torch.Tensor:
@@ -75,7 +76,7 @@ def test_bf16_autocast_runs_on_cpu_and_stays_close_to_fp32(name):
 
 @pytest.mark.parametrize("name", ["dit-small", "caduceus-ps"])
 def test_paper_presets_build_with_published_parameter_counts_and_run(name):
-    model = build_backbone(load_preset(name)).eval()
+    model = build_backbone(preset_backbone(name)).eval()
     assert count_parameters(model) == {"dit-small": 169_627_218, "caduceus-ps": 7_725_312}[name]
     tokens = tokens_for(model, batch=1, length=16)
     with torch.no_grad():
@@ -166,12 +167,12 @@ def test_registry_errors_name_the_problem():
     with pytest.raises(ValueError, match="unknown backbone preset 'dit-huge'"):
         load_preset("dit-huge")
     with pytest.raises(ValueError, match="rcps needs bidirectional=True"):
-        Caduceus(d_model=8, n_layer=1, rcps=True, bidirectional=False)
+        Caduceus(16, COMPLEMENT_MAP, d_model=8, n_layer=1, rcps=True, bidirectional=False)
     with pytest.raises(ValueError, match="complement_map has 3 entries but vocab_size is 4"):
         Caduceus(vocab_size=4, d_model=8, n_layer=1, complement_map=[0, 1, 2])
     with pytest.raises(ValueError, match="complement_map must be an involution"):
         Caduceus(vocab_size=4, d_model=8, n_layer=1, complement_map=[1, 2, 3, 0])
-    with pytest.raises(ValueError, match="give a complement_map for vocab_size 5"):
+    with pytest.raises(ValueError, match=r"rcps \(Caduceus-PS\) needs a complement_map"):
         Caduceus(vocab_size=5, d_model=8, n_layer=1)
     with pytest.raises(ValueError, match="hidden_size 30 must be divisible by n_heads 4"):
         build_backbone(load_preset("dit-tiny", ["hidden_size=30"]))
@@ -191,7 +192,7 @@ def test_describe_counts_tied_weights_once(capsys):
 
 def test_every_preset_builds():
     for name in preset_names():
-        assert count_parameters(build_backbone(load_preset(name, ["vocab_size=16"] if name.startswith("dit") else []))) > 0
+        assert count_parameters(build_backbone(preset_backbone(name, ["vocab_size=16"] if name.startswith("dit") else []))) > 0
 
 
 def test_pyproject_ships_every_subpackage():

@@ -10,35 +10,35 @@ import numpy as np
 import pytest
 import torch
 from benchmark_data import AT_RICH, GC_RICH, write_benchmark
+from presets import dna_module
 
-from mdlm_bio.backbones import build_backbone, load_preset
-from mdlm_bio.backbones.caduceus import reverse_complement_logits, reverse_complement_tokens
+from mdlm_bio.backbones import build_backbone
+from mdlm_bio.backbones.caduceus import reverse_complement_logits
 from mdlm_bio.cli import main
 from mdlm_bio.diffusion import guided_denoiser
 from mdlm_bio.dna.fasta import read_fasta
 from mdlm_bio.dna.metrics import gc_content
-from mdlm_bio.dna.tokenizer import complement_map
+from mdlm_bio.dna.tokenizer import COMPLEMENT_MAP, reverse_complement_tokens
 from mdlm_bio.training.checkpoints import TrainedModel, load_trained
-from mdlm_bio.training.config import ConfigError, load_config, to_plain
-from mdlm_bio.training.module import DiffusionLM
+from mdlm_bio.training.config import ConfigError, load_config
+from mdlm_bio.training.data import preset_backbone
 
 DATASET = "gc_vs_at"
 
 
 def conditional_caduceus(rcps: bool = True):
     torch.manual_seed(0)
-    return build_backbone(load_preset("caduceus-tiny", [f"rcps={rcps}", "num_classes=3"])).double().eval()
+    return build_backbone(preset_backbone("caduceus-tiny", [f"rcps={rcps}", "num_classes=3"])).double().eval()
 
 
 def test_conditional_caduceus_ps_stays_reverse_complement_equivariant():
     model = conditional_caduceus()
     tokens = torch.randint(7, 12, (4, 19), generator=torch.Generator().manual_seed(1))
     labels = torch.tensor([0, 1, 2, 3])
-    cmap = complement_map()
     with torch.no_grad():
         logits = model(tokens, labels=labels)
-        flipped = model(reverse_complement_tokens(tokens, cmap), labels=labels)
-    torch.testing.assert_close(flipped, reverse_complement_logits(logits, cmap))
+        flipped = model(reverse_complement_tokens(tokens), labels=labels)
+    torch.testing.assert_close(flipped, reverse_complement_logits(logits, torch.tensor(COMPLEMENT_MAP)))
 
 
 def test_labels_condition_the_output_and_none_means_the_null_label():
@@ -50,14 +50,13 @@ def test_labels_condition_the_output_and_none_means_the_null_label():
     assert not torch.allclose(first, second)
     with pytest.raises(ValueError, match=r"labels must have shape \[2\], got \(3,\)"):
         model(tokens, labels=torch.tensor([0, 1, 2]))
-    plain = build_backbone(load_preset("caduceus-tiny"))
+    plain = build_backbone(preset_backbone("caduceus-tiny"))
     with pytest.raises(ValueError, match="labels given to a Caduceus built without num_classes"):
         plain(tokens, labels=torch.tensor([0, 1]))
 
 
 def test_label_dropout_replaces_labels_by_the_null_label_at_its_rate():
-    config = to_plain(load_config("conditional", ["model.overrides.num_classes=2", "data.label_dropout=0.25"]))
-    module = DiffusionLM(config, mask_id=3, output_ids=[7, 8, 9, 10])
+    module = dna_module("conditional", ["data.label_dropout=0.25"], classes=("a", "b"))
     labels = torch.zeros(20_000, dtype=torch.long)
     dropped = module.drop_labels(labels, torch.Generator().manual_seed(0))
     assert set(dropped.unique().tolist()) == {0, 2}
@@ -67,10 +66,10 @@ def test_label_dropout_replaces_labels_by_the_null_label_at_its_rate():
 
 
 def test_class_lookup_errors_are_clear():
-    unconditional = TrainedModel(module=None, config={"data": {}}, path=Path("run/last.ckpt"))  # type: ignore[arg-type]
+    unconditional = TrainedModel(module=dna_module(), path=Path("run/last.ckpt"))
     with pytest.raises(ValueError, match=r"run/last.ckpt holds an unconditional model; --class needs one trained"):
         unconditional.class_index("gc_rich")
-    conditional = TrainedModel(module=None, config={"data": {"classes": ["a", "b"]}}, path=Path("x"))  # type: ignore[arg-type]
+    conditional = TrainedModel(module=dna_module("conditional", classes=("a", "b")), path=Path("x"))
     assert conditional.class_index("b") == 1 and conditional.class_index("0") == 0
     with pytest.raises(ValueError, match=r"unknown class 'c'; this model knows \['a', 'b'\]"):
         conditional.class_index("c")
@@ -136,8 +135,7 @@ def test_oracle_accuracy_rises_with_guidance(toy):
 
 
 def test_batched_guidance_equals_the_engines_two_call_guidance():
-    config = to_plain(load_config("conditional", ["model.overrides.num_classes=2"]))
-    module = DiffusionLM(config, mask_id=3, output_ids=[7, 8, 9, 10]).double().eval()
+    module = dna_module("conditional", classes=("a", "b")).double().eval()
     z = torch.randint(3, 11, (5, 17), generator=torch.Generator().manual_seed(0))
     t = torch.rand(5, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():

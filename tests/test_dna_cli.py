@@ -118,7 +118,7 @@ def test_bf16_mixed_training_tracks_float32_and_reloads_in_float32(run_dir, data
 
 def test_changing_the_model_of_an_existing_run_is_refused(run_dir, data_dir, capsys):
     argv = train_args(run_dir, data_dir, steps=40) + ["model.overrides.n_layer=3"]
-    assert "was trained with model" in error_of(capsys, argv)
+    assert "was trained with a different model (backbone n_layer: 2 in the checkpoint, 3 asked)" in error_of(capsys, argv)
 
 
 def test_config_errors_are_named(tmp_path, data_dir, capsys):

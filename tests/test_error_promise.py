@@ -130,9 +130,9 @@ def damage(kind: str, good: Path, out: Path) -> str:
         torch.save(torch.zeros(3), out)
         return "holds a Tensor, not an mdlm-bio training checkpoint"
     checkpoint = torch.load(good, weights_only=True)
-    del checkpoint["mdlm_bio_mask_id"]
+    del checkpoint["mdlm_bio_model"], checkpoint[CHECKSUMS]  # as a file not written by us would lack it
     torch.save(checkpoint, out)
-    return "not an mdlm-bio training checkpoint, or an incomplete one: it has no ['mdlm_bio_mask_id']"
+    return "not an mdlm-bio training checkpoint, or an incomplete one: it has no ['mdlm_bio_model']"
 
 
 DAMAGES = ["truncated", "changed weights", "flipped tensor byte", "flipped index byte", "flipped settings byte",

@@ -19,8 +19,7 @@ from dna_runs import train_args
 from safetensors.torch import save_file
 from test_pretrained import caduceus_state
 
-from mdlm_bio.backbones import build_backbone, load_preset
-from mdlm_bio.backbones.caduceus import reverse_complement_tokens
+from mdlm_bio.backbones import build_backbone
 from mdlm_bio.backbones.pretrained import CheckpointError
 from mdlm_bio.cli import main
 from mdlm_bio.dna.benchmarks import (
@@ -30,11 +29,12 @@ from mdlm_bio.dna.benchmarks import (
     ensure_present,
     read_split,
 )
-from mdlm_bio.dna.tokenizer import PAD, SequenceError, complement_map, decode
-from mdlm_bio.training.classifier import SequenceClassifier, load_classifier, mean_pool, pretrained_backbone
+from mdlm_bio.dna.tokenizer import PAD, SequenceError, decode, reverse_complement_tokens
+from mdlm_bio.tasks.finetune import pretrained_backbone, select_datasets
+from mdlm_bio.training.classifier import SequenceClassifier, load_classifier, mean_pool
 from mdlm_bio.training.config import ConfigError, load_config
-from mdlm_bio.training.finetune import select_datasets
-from mdlm_bio.training.labelled_data import collate, random_reverse_complement
+from mdlm_bio.training.data import preset_backbone
+from mdlm_bio.training.data.labelled import collate, random_reverse_complement
 
 TINY_RUN = ["--preset", "genomic-benchmarks-tiny"]
 
@@ -124,7 +124,7 @@ def test_mean_pool_ignores_padding():
 
 def classifier(rcps: bool, conjoin: bool | str) -> SequenceClassifier:
     config = load_config("genomic-benchmarks-tiny", [f"model.conjoin={str(conjoin).lower()}"], kind="finetune")
-    backbone = load_preset("caduceus-tiny", [f"rcps={rcps}"])
+    backbone = preset_backbone("caduceus-tiny", [f"rcps={rcps}"])
     torch.manual_seed(0)
     return SequenceClassifier({"seed": 0, **config}, backbone, ["a", "b", "c"]).double().eval()
 
@@ -133,7 +133,7 @@ def classifier(rcps: bool, conjoin: bool | str) -> SequenceClassifier:
 def test_predictions_are_reverse_complement_invariant_for_ps_and_conjoined_ph(rcps, conjoin):
     model = classifier(rcps, conjoin)
     batch = collate([(np.array([7, 8, 9, 9, 10, 11, 7]), 0), (np.array([10, 10, 8]), 1)], max_length=16)
-    flipped = reverse_complement_tokens(batch["tokens"], complement_map())
+    flipped = reverse_complement_tokens(batch["tokens"])
     with torch.no_grad():
         torch.testing.assert_close(
             model.predict_proba(batch["tokens"], batch["attention_mask"]), model.predict_proba(flipped, flipped != PAD)
@@ -144,7 +144,7 @@ def test_unconjoined_ph_is_not_invariant():
     """The check above can fail: without conjoining, a Ph model sees the two strands differently."""
     model = classifier(rcps=False, conjoin=False)
     batch = collate([(np.array([7, 8, 9, 9, 10, 11, 7]), 0)], max_length=16)
-    flipped = reverse_complement_tokens(batch["tokens"], complement_map())
+    flipped = reverse_complement_tokens(batch["tokens"])
     with torch.no_grad():
         forward = model.predict_proba(batch["tokens"], batch["attention_mask"])
         assert not torch.allclose(forward, model.predict_proba(flipped, flipped != PAD))

@@ -11,7 +11,6 @@ import lightning
 import numpy as np
 import pytest
 import torch
-from omegaconf import DictConfig, OmegaConf
 
 from mdlm_bio.dna import genome as genome_module
 from mdlm_bio.dna.fasta import FastaError, read_fasta, write_fasta
@@ -31,7 +30,8 @@ from mdlm_bio.dna.genome import (
 )
 from mdlm_bio.dna.hg38 import require_prepared
 from mdlm_bio.dna.tokenizer import PAD, N, decode, encode, reverse_complement
-from mdlm_bio.training.dna_data import GenomeDataModule, build_genome_datamodule
+from mdlm_bio.training.data.genome import GenomeDataModule, build_genome_datamodule
+from mdlm_bio.training.settings import DataSettings, from_mapping
 
 
 def _random_bases(rng: np.random.Generator, n: int) -> str:
@@ -314,10 +314,10 @@ def test_data_module_batches(prepared: Path) -> None:
     assert all(torch.equal(x["tokens"], y["tokens"]) for x, y in zip(first, second))
 
 
-def _data_config(dataset: str, data_dir: Path, **changes: object) -> DictConfig:
+def _data_config(dataset: str, data_dir: Path, **changes: object) -> DataSettings:
     data = {"dataset": dataset, "data_dir": str(data_dir), "fasta": None, "valid_records": ["CHROMOSOME_X"], "window": 64}
     data |= {"batch_size": 4, "num_workers": 0, "rc_augment": 0.0, "max_n_fraction": 0.5}
-    return OmegaConf.create(data | {"windows_per_epoch": 8, "valid_windows": 4} | changes)
+    return from_mapping(DataSettings, data | {"windows_per_epoch": 8, "valid_windows": 4} | changes)
 
 
 def test_build_genome_datamodule_from_config(tmp_path: Path, fasta: Path) -> None:

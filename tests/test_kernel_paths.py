@@ -27,6 +27,7 @@ from mdlm_bio.backbones import Caduceus, kernels
 from mdlm_bio.backbones.dit import DiT
 from mdlm_bio.backbones.mamba import Mamba
 from mdlm_bio.backbones.scan import selective_scan, selective_scan_torch
+from mdlm_bio.dna.tokenizer import COMPLEMENT_MAP, VOCAB_SIZE
 
 PAD_ID = 0
 
@@ -113,7 +114,7 @@ def assert_paths_agree(kernel_result, torch_result, tolerance: float, elementwis
 
 def caduceus(rcps: bool) -> Caduceus:
     torch.manual_seed(0)
-    model = Caduceus(d_model=16, n_layer=2, rcps=rcps, bidirectional=rcps, d_state=8)
+    model = Caduceus(VOCAB_SIZE, COMPLEMENT_MAP, d_model=16, n_layer=2, rcps=rcps, bidirectional=rcps, d_state=8)
     return perturbed(model)
 
 

@@ -9,8 +9,9 @@ import torch
 from reference_models import reference_caduceus, reference_mdlm_dit
 from safetensors.torch import save_file
 
-from mdlm_bio.backbones.caduceus import CADUCEUS_COMPLEMENT_MAP, reverse_complement_logits, reverse_complement_tokens
+from mdlm_bio.backbones.caduceus import reverse_complement_logits, reverse_complement_tokens
 from mdlm_bio.backbones.pretrained import CheckpointError, load_pretrained, read_state_dict, resolve_checkpoint
+from mdlm_bio.dna.tokenizer import COMPLEMENT_MAP
 
 VOCAB, HIDDEN, COND, BLOCKS, HEADS = 37, 32, 16, 2, 4
 
@@ -184,7 +185,7 @@ def caduceus_state(rcps: bool) -> dict[str, torch.Tensor]:
         if key.endswith("A_log"):
             state[key] = torch.log(torch.rand(state[key].shape, generator=torch.Generator().manual_seed(4)) * 8 + 0.5)
     if rcps:
-        cmap = torch.tensor(CADUCEUS_COMPLEMENT_MAP)
+        cmap = torch.tensor(COMPLEMENT_MAP)
         state["caduceus.backbone.embeddings.word_embeddings.complement_map"] = cmap
         state["lm_head.complement_map"] = cmap.clone()
     return state
@@ -197,7 +198,7 @@ def test_caduceus_checkpoint_loads_and_matches_reference(tmp_path, rcps):
     model = load_pretrained(tmp_path / "model.safetensors", "caduceus").double().eval()
     assert model.rcps is rcps and len(model.layers) == LAYERS and model.d_model == D_MODEL
     tokens = torch.randint(0, 16, (2, 23), generator=torch.Generator().manual_seed(2))
-    cmap = torch.tensor(CADUCEUS_COMPLEMENT_MAP)
+    cmap = torch.tensor(COMPLEMENT_MAP)
     expected = reference_caduceus({k: v.double() if v.is_floating_point() else v for k, v in state.items()}, tokens, cmap)
     with torch.no_grad():
         logits = model(tokens)

@@ -25,7 +25,7 @@ def test_tiny_mdlm_learns_wrapped_text_and_records_its_vocabulary(texts, mdlm_ru
     assert len(curve) == 3 and curve[-1] < curve[0] - 2.0  # from ~8.4 bits/token (untrained) down
     tokenizer = load_tokenizer(str(texts / "gpt2"))
     model = load_trained(mdlm_run[0])
-    assert model.config["model"]["overrides"]["vocab_size"] == tokenizer.vocab_size
+    assert model.spec.backbone["vocab_size"] == tokenizer.vocab_size
     assert model.module.mask_id == tokenizer.mask_id and model.context == 64
 
 
@@ -94,7 +94,7 @@ def test_text_launchers_run_the_paper_presets_end_to_end(texts, tmp_path, script
     result = run_launcher(script, *variant, *local)
     assert result.returncode == 0, result.stderr[-2000:]
     model = load_trained(tmp_path / "run")
-    assert model.config["objective"]["kind"] == variant[0]
+    assert model.spec.objective.kind == variant[0]
     assert model.config["data"]["wrap"] is (variant[-1] != "padded")
 
 

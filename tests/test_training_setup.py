@@ -6,16 +6,14 @@ import lightning
 import pytest
 import torch
 from dna_runs import error_of, train_args
+from presets import dna_module
 
 from mdlm_bio.cli import main
-from mdlm_bio.dna.tokenizer import BASE_IDS, MASK
-from mdlm_bio.training.config import load_config, to_plain
-from mdlm_bio.training.module import DiffusionLM
 
 
 def test_weight_decay_groups_do_not_depend_on_current_parameter_shapes():
     """FSDP shows configure_optimizers its parameters as flat 1-D shards; weights must still be decayed."""
-    module = DiffusionLM(to_plain(load_config("demo", ["optim.weight_decay=0.1"])), MASK, list(BASE_IDS))
+    module = dna_module("demo", ["optim.weight_decay=0.1"])
     names = {id(param): name for name, param in module.backbone.named_parameters()}
 
     def groups() -> list[list[str]]:

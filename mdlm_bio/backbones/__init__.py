@@ -5,7 +5,6 @@ configs/backbone, and importers for the published checkpoints.
 """
 
 from .caduceus import (
-    CADUCEUS_COMPLEMENT_MAP,
     Caduceus,
     PostHocConjoined,
     reverse_complement_logits,
@@ -17,7 +16,6 @@ from .pretrained import CheckpointError, load_pretrained
 from .registry import build_backbone, count_parameters, describe, load_preset, preset_names
 
 __all__ = [
-    "CADUCEUS_COMPLEMENT_MAP",
     "BiMamba",
     "Caduceus",
     "CheckpointError",

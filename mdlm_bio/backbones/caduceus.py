@@ -21,10 +21,6 @@ from torch import Tensor, nn
 
 from .mamba import BiMamba, Mamba, RMSNorm, at_least_float32
 
-# Caduceus's character vocabulary: [CLS] [SEP] [BOS] [MASK] [PAD] [RESERVED] [UNK] A C G T N, padded to 16.
-CADUCEUS_VOCAB_SIZE = 16
-CADUCEUS_COMPLEMENT_MAP = (0, 1, 2, 3, 4, 5, 6, 10, 9, 8, 7, 11, 12, 13, 14, 15)
-
 
 def check_complement_map(complement_map: Sequence[int], vocab_size: int) -> None:
     """A complement map must be an involution on [0, V): complementing twice gives the token back."""
@@ -64,28 +60,31 @@ class Caduceus(nn.Module):
 
     def __init__(
         self,
-        vocab_size: int = CADUCEUS_VOCAB_SIZE,
+        vocab_size: int,
+        complement_map: Sequence[int] | None = None,
         d_model: int = 256,
         n_layer: int = 16,
         rcps: bool = True,
         bidirectional: bool = True,
-        complement_map: Sequence[int] | None = None,
         bidirectional_weight_tie: bool = True,
         norm_eps: float = 1e-5,
         num_classes: int = 0,
         **mamba_kwargs,
     ) -> None:
         super().__init__()
-        if complement_map is None:
-            if vocab_size != CADUCEUS_VOCAB_SIZE:
-                raise ValueError(f"give a complement_map for vocab_size {vocab_size}")
-            complement_map = CADUCEUS_COMPLEMENT_MAP
-        check_complement_map(complement_map, vocab_size)
+        if complement_map is not None:
+            check_complement_map(complement_map, vocab_size)
+        elif rcps:
+            raise ValueError("rcps (Caduceus-PS) needs a complement_map: the token permutation of the other strand")
         if rcps and not bidirectional:
             raise ValueError("rcps needs bidirectional=True: the reverse strand of a causal model would see the future")
         self.rcps = rcps
         self.d_model = d_model
-        self.register_buffer("complement_map", torch.tensor(complement_map, dtype=torch.long))
+        # The vocabulary's complement, supplied by the DNA track (which owns the table); a buffer, so checkpoints
+        # carry it. Without it a model cannot be run on the other strand (rcps, conjoining).
+        self.complement_map: Tensor | None
+        self.register_buffer(
+            "complement_map", None if complement_map is None else torch.tensor(complement_map, dtype=torch.long))
         self.embedding = nn.Embedding(vocab_size, d_model)
         self.num_classes = num_classes
         self.class_embedding = nn.Embedding(num_classes + 1, d_model) if num_classes > 0 else None
@@ -202,6 +201,8 @@ class PostHocConjoined(nn.Module):
 
     def forward(self, tokens: Tensor, t: Tensor | None = None, labels: Tensor | None = None) -> Tensor:
         cmap = self.model.complement_map
+        if cmap is None:
+            raise ValueError("conjoining both strands needs the model's complement_map")
         logits_rc = self.model(reverse_complement_tokens(tokens, cmap), t, labels)
         return (self.model(tokens, t, labels) + reverse_complement_logits(logits_rc, cmap)) / 2
 
@@ -211,5 +212,7 @@ class PostHocConjoined(nn.Module):
 
 def conjoined_features(model: Caduceus, tokens: Tensor, t: Tensor | None = None) -> Tensor:
     """Per-position features averaged over a sequence and its reverse complement (aligned to forward positions)."""
+    if model.complement_map is None:
+        raise ValueError("conjoining both strands needs the model's complement_map")
     features_rc = model.features(reverse_complement_tokens(tokens, model.complement_map), t)
     return (model.features(tokens, t) + features_rc.flip(1)) / 2

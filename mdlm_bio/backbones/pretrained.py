@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pickle
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -202,7 +202,10 @@ def _rename_caduceus(key: str) -> str | None:
     return None
 
 
-def caduceus_config_from_state(state: Mapping[str, Tensor], source: str = "checkpoint") -> dict:
+def caduceus_config_from_state(state: Mapping[str, Tensor], source: str = "checkpoint",
+                               complement_map: Sequence[int] | None = None) -> dict:
+    """The constructor settings a Caduceus state dict implies; the complement map from the state when it holds
+    one, else the given one (the DNA track's), which an RC-equivariant model needs."""
     embedding_keys = [k for k in state if k.startswith("caduceus.backbone.embeddings.word_embeddings.") and k.endswith("weight")]
     if not embedding_keys:
         raise CheckpointError(f"{source}: not a Caduceus checkpoint (no caduceus.backbone.embeddings weight)")
@@ -229,12 +232,15 @@ def caduceus_config_from_state(state: Mapping[str, Tensor], source: str = "check
         )
     if complement_key in state:
         config["complement_map"] = state[complement_key].tolist()
+    elif complement_map is not None:
+        config["complement_map"] = list(complement_map)
     return config
 
 
-def import_caduceus(state: Mapping[str, Tensor], source: str = "checkpoint") -> Caduceus:
+def import_caduceus(state: Mapping[str, Tensor], source: str = "checkpoint",
+                    complement_map: Sequence[int] | None = None) -> Caduceus:
     """A Caduceus holding the published weights, PS or Ph as the keys say."""
-    config = caduceus_config_from_state(state, source)
+    config = caduceus_config_from_state(state, source, complement_map)
     del config["architecture"]
     model = Caduceus(**config)
     load_converted(model, convert_keys(state, _rename_caduceus, source), source, optional={"complement_map"})

@@ -60,6 +60,11 @@ def _accepted_keys(architecture: str) -> set[str]:
     return keys
 
 
+def accepts_option(architecture: str, key: str) -> bool:
+    """Whether an architecture's constructor (or what it forwards to) takes `key`."""
+    return key in _accepted_keys(architecture)
+
+
 def build_backbone(config: Mapping[str, Any]) -> nn.Module:
     """`{"architecture": "dit" | "caduceus", **constructor arguments}` -> module, with unknown keys named."""
     options = dict(config)

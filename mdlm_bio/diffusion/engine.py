@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .objectives import LossOutput, masked_diffusion_loss, nelbo_weights
-from .process import check_tokens, mask_tokens, sample_times
+from .objectives import LossOutput, _masked_diffusion_loss, _nelbo_weights, check_logits
+from .process import _mask, check_tokens, sample_times
 from .samplers import Denoiser
 from .schedules import NoiseSchedule
 
@@ -43,7 +43,15 @@ class MaskedDiffusion:
             generator=generator,
             device=tokens.device,
         )
-        z_t = mask_tokens(tokens, self.schedule.alpha(t), self.mask_id, generator)
-        weights = nelbo_weights(self.schedule, t, self.discrete_steps)
+        # Checked once here, not inside every step of the computation: the times are drawn in [0, 1], and clean
+        # tokens hold no mask id (the data layers see to it, on the CPU), so nothing is read back from the device.
+        z_t = _mask(tokens, self.schedule._alpha(t), self.mask_id, generator)
+        weights = _nelbo_weights(self.schedule, t, self.discrete_steps)
         logits = denoiser(z_t, t)
-        return masked_diffusion_loss(logits, tokens, z_t, weights, self.mask_id, attention_mask)
+        check_logits(logits, tokens)
+        return _masked_diffusion_loss(logits, tokens, z_t, weights, self.mask_id, attention_mask)
+
+    def noise_level(self, t: Tensor) -> Tensor:
+        """sigma(t), the conditioning of time-aware denoisers, for times the engine or a sampler drew (in [0, 1]
+        by construction, so not checked)."""
+        return self.schedule._total_noise(t)

@@ -38,6 +38,10 @@ def subs_log_probs(logits: Tensor, z_t: Tensor, mask_id: int) -> Tensor:
     check_tokens(z_t, "z_t")
     check_logits(logits, z_t)
     check_mask_id(mask_id, logits.shape[-1])
+    return _subs_log_probs(logits, z_t, mask_id)
+
+
+def _subs_log_probs(logits: Tensor, z_t: Tensor, mask_id: int) -> Tensor:
     work_dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
     logits = logits.to(work_dtype).clone()
     logits[..., mask_id] = float("-inf")
@@ -100,12 +104,17 @@ def nelbo_weights(schedule: NoiseSchedule, t: Tensor, discrete_steps: int | None
     T (alpha_s - alpha_t) / (1 - alpha_t).
     """
     check_unit_interval(t, "t")
-    if discrete_steps is None:
-        return schedule.loss_weight(t)
-    if discrete_steps < 1:
+    if discrete_steps is not None and discrete_steps < 1:
         raise ValueError(f"discrete_steps must be a positive integer; got {discrete_steps}")
+    return _nelbo_weights(schedule, t, discrete_steps)
+
+
+def _nelbo_weights(schedule: NoiseSchedule, t: Tensor, discrete_steps: int | None) -> Tensor:
+    """nelbo_weights without its checks, for times the engine drew itself."""
+    if discrete_steps is None:
+        return schedule._loss_weight(t)
     s = (t - 1.0 / discrete_steps).clamp_min(0.0)
-    alpha_t, alpha_s = schedule.alpha(t), schedule.alpha(s)
+    alpha_t, alpha_s = schedule._alpha(t), schedule._alpha(s)
     one_minus_alpha = (1.0 - alpha_t).clamp_min(torch.finfo(t.dtype).tiny)
     return discrete_steps * (alpha_s - alpha_t) / one_minus_alpha
 
@@ -128,7 +137,15 @@ def masked_diffusion_loss(
         raise ValueError(f"z_t shape {tuple(z_t.shape)} differs from tokens shape {tuple(tokens.shape)}")
     if weights.shape != tokens.shape[:1]:
         raise ValueError(f"weights must have shape [batch] = {tuple(tokens.shape[:1])}; got {tuple(weights.shape)}")
-    log_probs = subs_log_probs(logits, z_t, mask_id)
+    check_logits(logits, z_t)
+    check_mask_id(mask_id, logits.shape[-1])
+    return _masked_diffusion_loss(logits, tokens, z_t, weights, mask_id, attention_mask)
+
+
+def _masked_diffusion_loss(logits: Tensor, tokens: Tensor, z_t: Tensor, weights: Tensor, mask_id: int,
+                           attention_mask: Tensor | None) -> LossOutput:
+    """masked_diffusion_loss without its shape checks, for the engine, which checks its inputs once."""
+    log_probs = _subs_log_probs(logits, z_t, mask_id)
     valid = _valid_positions(tokens, attention_mask)
     masked = (z_t == mask_id) & valid
     token_log_prob = log_probs.gather(-1, tokens[..., None].long()).squeeze(-1)

@@ -82,6 +82,12 @@ def mask_tokens(
         )
     if bool((tokens == mask_id).any()):
         raise ValueError(f"clean tokens must not contain the mask id {mask_id}")
+    return _mask(tokens, alpha_t, mask_id, generator)
+
+
+def _mask(tokens: Tensor, alpha_t: Tensor, mask_id: int, generator: torch.Generator | None) -> Tensor:
+    """mask_tokens without its checks (each reads the tensors back): for the engine's own training step, whose
+    times are drawn in range and whose data layers keep the mask id out of clean tokens."""
     keep_draw = torch.rand(tokens.shape, generator=generator, device=tokens.device, dtype=torch.float64)
     masked = keep_draw >= alpha_t.to(torch.float64)[:, None]
     return torch.where(masked, torch.full_like(tokens, mask_id), tokens)

@@ -48,12 +48,23 @@ class NoiseSchedule(ABC):
 
     def total_noise(self, t: Tensor) -> Tensor:
         """sigma(t) = -log alpha(t), the time embedding MDLM's DiT is conditioned on."""
-        return -torch.log(self.alpha(t))
+        check_unit_interval(t, "t")
+        return self._total_noise(t)
 
     def loss_weight(self, t: Tensor) -> Tensor:
         """The continuous-time NELBO weight -alpha'(t) / (1 - alpha(t)) (>= 0)."""
-        one_minus_alpha = (1.0 - self.alpha(t)).clamp_min(torch.finfo(t.dtype).tiny)
-        return -self.alpha_prime(t) / one_minus_alpha
+        check_unit_interval(t, "t")
+        return self._loss_weight(t)
+
+    # Unchecked forms, for times the engine draws itself: checking [0, 1] reads the tensor back, which would
+    # block a GPU several times per training step.
+
+    def _total_noise(self, t: Tensor) -> Tensor:
+        return -torch.log(self._alpha(t))
+
+    def _loss_weight(self, t: Tensor) -> Tensor:
+        one_minus_alpha = (1.0 - self._alpha(t)).clamp_min(torch.finfo(t.dtype).tiny)
+        return -self._alpha_prime(t) / one_minus_alpha
 
     @abstractmethod
     def _alpha(self, t: Tensor) -> Tensor: ...

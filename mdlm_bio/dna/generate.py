@@ -16,7 +16,7 @@ import torch
 from ..diffusion import MaskedDiffusion, NoiseSchedule, SampleOutput
 from ..diffusion.generation import SamplingPlan
 from ..diffusion.samplers import Denoiser
-from .tokenizer import MASK, N
+from .tokenizer import N
 
 
 def fill_regions(
@@ -38,10 +38,10 @@ def fill_regions(
         raise ValueError(f"fill mask shape {fill.shape} differs from the sequence's {tokens.shape}")
     generator = torch.Generator(device=device).manual_seed(seed)
     sample_block = plan.block_sampler(denoiser, schedule, generator)
-    current = torch.as_tensor(np.where(fill, MASK, tokens), dtype=torch.long, device=device)
+    current = torch.as_tensor(np.where(fill, plan.mask_id, tokens), dtype=torch.long, device=device)
     length, calls = current.numel(), 0
     while True:
-        masked = torch.nonzero(current == MASK)
+        masked = torch.nonzero(current == plan.mask_id)
         if masked.numel() == 0:
             return current.cpu().numpy().astype(np.uint8), calls
         window = min(plan.context, length)

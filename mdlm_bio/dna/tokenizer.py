@@ -19,7 +19,9 @@ VOCAB_SIZE = 16
 BASE_IDS = (A, C, G, T)
 BASES = "ACGTN"
 AMBIGUITY_CODES = "RYSWKMBDHV"
-COMPLEMENT = np.array([0, 1, 2, 3, 4, 5, 6, T, G, C, A, N, 12, 13, 14, 15], dtype=np.uint8)
+# The one complement table: A<->T, C<->G, and every other id (N, the mask, padding, specials) its own complement.
+COMPLEMENT_MAP = (CLS, SEP, BOS, MASK, PAD, RESERVED, UNK, T, G, C, A, N, 12, 13, 14, 15)
+COMPLEMENT = np.array(COMPLEMENT_MAP, dtype=np.uint8)
 AmbiguityPolicy = Literal["n", "error"]
 _ILLEGAL = 255
 
@@ -71,6 +73,6 @@ def reverse_complement(ids: np.ndarray) -> np.ndarray:
     return COMPLEMENT[ids[..., ::-1]]
 
 
-def complement_map() -> Tensor:
-    """The complement as a token-id permutation, for RC-equivariant backbones and RC augmentation."""
-    return torch.from_numpy(COMPLEMENT.astype(np.int64))
+def reverse_complement_tokens(tokens: Tensor) -> Tensor:
+    """[..., L] token ids -> the other strand, read 5' to 3' (torch; for batches on any device)."""
+    return torch.as_tensor(COMPLEMENT_MAP, device=tokens.device)[tokens].flip(-1)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from ..backbones import build_backbone
 from ..backbones.caduceus import Caduceus, conjoined_features
-from .labelled_data import random_reverse_complement
+from .data.labelled import random_reverse_complement
 from .module import lr_factor, seeded_generator
 
 
@@ -28,20 +28,6 @@ def mean_pool(features: Tensor, attention_mask: Tensor) -> Tensor:
     """Average of the features over real (non-padding) positions: [B, L, D] -> [B, D]."""
     weights = attention_mask.to(features.dtype)[..., None]
     return (features * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-
-
-def pretrained_backbone(spec: str | Path, trusted: bool = False) -> tuple[dict[str, Any], dict[str, Tensor]]:
-    """(backbone config, backbone weights) from an mdlm-bio run folder or .ckpt (EMA weights where trained
-    with EMA), or from a published Caduceus checkpoint (a local file or hf:kuleshov-group/caduceus-...)."""
-    from ..backbones.pretrained import HF_PREFIX, caduceus_config_from_state, import_caduceus, read_state_dict, resolve_checkpoint
-    from .checkpoints import checkpoint_path, is_mdlm_bio_checkpoint, load_trained
-    from .module import backbone_config
-
-    if not str(spec).startswith(HF_PREFIX) and is_mdlm_bio_checkpoint(checkpoint_path(spec)):
-        trained = load_trained(spec)
-        return backbone_config(trained.config["model"]), trained.module.backbone.state_dict()
-    state = read_state_dict(resolve_checkpoint(spec), trusted=trusted)
-    return caduceus_config_from_state(state, str(spec)), import_caduceus(state, str(spec)).state_dict()
 
 
 def should_conjoin(setting: bool | str, backbone: Caduceus) -> bool:

@@ -8,24 +8,16 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..backbones import build_backbone, load_preset
-from ..diffusion import LossOutput, MaskedDiffusion, autoregressive_loss, classifier_free_guidance, make_schedule
+from ..backbones import build_backbone
+from ..diffusion import LossOutput, MaskedDiffusion, autoregressive_loss, classifier_free_guidance
 from ..diffusion.samplers import Denoiser
 from ..memory import MemoryEstimate, activation_bytes, probe_length, scaled
+from .settings import ModelSpec, TrainingSettings
 
 LN2 = math.log(2.0)
-
-
-def backbone_config(model_config: dict[str, Any]) -> dict[str, Any]:
-    """The backbone preset with the run's `model.overrides` applied."""
-    overrides = [f"{key}={value}" for key, value in (model_config.get("overrides") or {}).items()]
-    return load_preset(model_config["preset"], overrides)
-
-
-def build_model(model_config: dict[str, Any]) -> nn.Module:
-    return build_backbone(backbone_config(model_config))
+CHECKPOINT_FORMAT = 2  # 1: the run config only (backbone as preset + overrides); 2: a ModelSpec beside it
 
 
 def seeded_generator(entropy: list[int], device: torch.device | str = "cpu") -> torch.Generator:
@@ -45,44 +37,37 @@ def lr_factor(step: int, warmup: int, total: int, decay: str, min_ratio: float) 
 
 
 class DiffusionLM(L.LightningModule):
-    """Engine + backbone. The config is a plain dict (the run's resolved YAML), stored in checkpoints
-    so that a checkpoint alone says which architecture it holds."""
+    """Engine + backbone, built from a ModelSpec (what the checkpoint stores) and, to train, TrainingSettings.
+    `run_config` (the run's resolved YAML, if any) is kept in checkpoints as a record of how it was trained."""
 
-    def __init__(self, config: dict[str, Any], mask_id: int, output_ids: list[int] | None = None) -> None:
+    def __init__(self, spec: ModelSpec, training: TrainingSettings | None = None,
+                 run_config: dict[str, Any] | None = None) -> None:
         super().__init__()
-        self.config = config
-        self.mask_id = mask_id
-        self.output_ids = output_ids
-        self.backbone = build_model(config["model"])
-        architecture = backbone_config(config["model"])
-        vocab_size = architecture["vocab_size"]
+        # Not `self.training`: nn.Module uses that name for train/eval mode.
+        self.spec, self.training_settings, self.run_config = spec, training, run_config
+        self.mask_id = spec.mask_id
+        self.backbone = build_backbone(spec.backbone)
+        vocab_size = spec.backbone["vocab_size"]
         # Class-conditional models (labelled data) learn an unconditional branch too, through label dropout.
-        self.num_classes = int(architecture.get("num_classes", 0))
-        self.label_dropout = float(config["data"].get("label_dropout", 0.0)) if self.num_classes else 0.0
+        self.num_classes = int(spec.backbone.get("num_classes", 0))
+        self.label_dropout = training.label_dropout if training is not None and self.num_classes else 0.0
         allowed = torch.ones(vocab_size, dtype=torch.bool)
-        if output_ids is not None:
+        if spec.output_ids is not None:
             allowed = torch.zeros(vocab_size, dtype=torch.bool)
-            allowed[output_ids] = True
+            allowed[list(spec.output_ids)] = True
         # The ids the model may emit (for DNA the four bases): it is a distribution over these only,
         # so N, [PAD] or the vocabulary padding are never sampled, and positions holding them are
         # context but not targets.
         self.register_buffer("output_allowed", allowed, persistent=False)
         # DNA runs report bits per base, text runs bits per token (and both the perplexity).
-        self.unit = "token" if config["data"].get("dataset") == "text" else "base"
+        self.unit = "token" if spec.track == "text" else "base"
         # Weight decay applies to matrices, not to norms, biases and embeddings. Decided here, from the shapes
         # the backbone is built with: FSDP replaces each parameter's data by a flat 1-D shard before
         # configure_optimizers runs, where a shape test would exempt every weight.
         self._decayed = {id(param) for name, param in self.backbone.named_parameters()
                          if param.dim() >= 2 and "embedding" not in name}
-        objective = config["objective"]
-        self.is_autoregressive = objective["kind"] == "ar"
-        self.engine = MaskedDiffusion(
-            make_schedule(objective["schedule"]),
-            mask_id=mask_id,
-            sampling_eps=objective["sampling_eps"],
-            antithetic=objective["antithetic"],
-            discrete_steps=objective["discrete_steps"],
-        )
+        self.is_autoregressive = spec.objective.kind == "ar"
+        self.engine: MaskedDiffusion = spec.objective.engine(spec.mask_id)
 
     def inference_memory(self, batch: int, length: int, outputs: int = 0) -> MemoryEstimate:
         """Network calls at [batch, length] without gradients (sampling, scoring), measured on a probe and
@@ -103,7 +88,7 @@ class DiffusionLM(L.LightningModule):
         """The engine's view of the network; conditioning (when a backbone uses it) is MDLM's sigma(t),
         plus the class labels for a conditional model (None: the unconditional branch)."""
         extra = {} if labels is None else {"labels": labels}
-        return self.restrict(self.backbone(z_t, self.engine.schedule.total_noise(t), **extra))
+        return self.restrict(self.backbone(z_t, self.engine.noise_level(t), **extra))
 
     def _label_index(self, label: int | None) -> int:
         """The embedding row of a class (None: the null label of the unconditional branch)."""
@@ -175,7 +160,7 @@ class DiffusionLM(L.LightningModule):
     def step_generator(self, device: torch.device) -> torch.Generator:
         """Diffusion noise drawn from (seed, step, rank) alone, so a resumed run repeats exactly what an
         uninterrupted one would have drawn (Lightning does not checkpoint the global RNG)."""
-        return seeded_generator([self.config["seed"], self.global_step, self.global_rank], device)
+        return seeded_generator([self._training.seed, self.global_step, self.global_rank], device)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         # Fixed noise per batch, so validation curves move only when the model does.
@@ -200,23 +185,28 @@ class DiffusionLM(L.LightningModule):
         nll_sum, tokens = self.trainer.strategy.reduce(self._validation_totals, reduce_op="sum")
         self.log("val/ppl", (nll_sum / tokens).exp())
 
+    @property
+    def _training(self) -> TrainingSettings:
+        if self.training_settings is None:
+            raise RuntimeError("this DiffusionLM was built for inference (no TrainingSettings)")
+        return self.training_settings
+
     def configure_optimizers(self):
-        optim = self.config["optim"]
+        optim = self._training.optim
         decay = [param for param in self.backbone.parameters() if id(param) in self._decayed]
         no_decay = [param for param in self.backbone.parameters() if id(param) not in self._decayed]
         optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": optim["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=optim["lr"],
-            betas=tuple(optim["betas"]),
+            [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=optim.lr,
+            betas=optim.betas,
         )
-        total = self.config["trainer"]["max_steps"]
+        total = self._training.max_steps
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer,
-            lambda step: lr_factor(step, optim["warmup_steps"], total, optim["decay"], optim["min_lr_ratio"]),
+            optimizer, lambda step: lr_factor(step, optim.warmup_steps, total, optim.decay, optim.min_lr_ratio)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["mdlm_bio_config"] = self.config
-        checkpoint["mdlm_bio_mask_id"] = self.mask_id
-        checkpoint["mdlm_bio_output_ids"] = self.output_ids
+        checkpoint["mdlm_bio_format"] = CHECKPOINT_FORMAT
+        checkpoint["mdlm_bio_model"] = self.spec.to_dict()
+        checkpoint["mdlm_bio_config"] = self.run_config

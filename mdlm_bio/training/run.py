@@ -1,49 +1,46 @@
-"""`mdlm-bio train`: build data, model and Lightning trainer from a config; resume if the run has a checkpoint."""
+"""`mdlm-bio train`: data, model and Lightning trainer from a run config; resume if the run has a checkpoint."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from ..dna.tokenizer import BASE_IDS, MASK
 from .callbacks import EMA, StopOnNonFinite, TrainingDiverged, ValidationLog
 from .checkpoint_io import AtomicCheckpointIO, read_checkpoint
-from .checkpoints import LAST_CHECKPOINT
+from .checkpoints import LAST_CHECKPOINT, model_spec_of
 from .config import save_config, to_plain
-from .dna_data import build_genome_datamodule
-from .labelled_data import build_benchmark_datamodule
+from .data import build_training_data
 from .limits import check_training_memory
 from .module import DiffusionLM
-from .text_data import build_text_datamodule
+from .settings import ModelSpec, RunSettings, TrainingSettings, Vocabulary, resolve_backbone, run_settings
 
 
 class RunMismatchError(ValueError):
     """A run folder whose checkpoint holds a different model than the config asks for."""
 
 
-def read_checkpoint_config(path: Path) -> dict[str, Any]:
-    """The config stored in one of our checkpoints, read without loading its weights into a model (Lightning
-    reads and checks the weights when it resumes)."""
-    return read_checkpoint(path, required=("mdlm_bio_config",), verify=False, mmap=True)["mdlm_bio_config"]
+def check_same_model(checkpoint: Path, spec: ModelSpec) -> None:
+    """Resuming continues the same model: its resolved backbone and objective must match the checkpoint's."""
+    stored = model_spec_of(read_checkpoint(checkpoint, verify=False, mmap=True), checkpoint)
+    trained = {**{f"backbone {k}": v for k, v in stored.backbone.items()}, **_named("objective", stored.objective)}
+    asked = {**{f"backbone {k}": v for k, v in spec.backbone.items()}, **_named("objective", spec.objective)}
+    differences = [f"{key}: {trained.get(key)} in the checkpoint, {asked.get(key)} asked"
+                   for key in sorted(trained.keys() | asked.keys()) if trained.get(key) != asked.get(key)]
+    if differences:
+        raise RunMismatchError(f"{checkpoint} was trained with a different model ({'; '.join(differences)}); "
+                               f"use a new run_dir, or the same model settings to resume")
 
 
-def check_same_architecture(checkpoint: Path, config: dict[str, Any]) -> None:
-    stored = read_checkpoint_config(checkpoint)
-    for section in ("model", "objective"):
-        if stored[section] != config[section]:
-            raise RunMismatchError(
-                f"{checkpoint} was trained with {section} {stored[section]} but the config asks for {config[section]}; "
-                f"use a new run_dir, or the same {section} settings to resume"
-            )
+def _named(section: str, settings: object) -> dict[str, object]:
+    return {f"{section} {key}": value for key, value in dataclasses.asdict(settings).items()}
 
 
 def next_log_version(logs: Path) -> int:
@@ -53,29 +50,17 @@ def next_log_version(logs: Path) -> int:
     return max(versions, default=-1) + 1
 
 
-@dataclass
-class TrainingData:
-    """The data of a run and what the model needs to know about its vocabulary."""
+def model_spec(settings: RunSettings, vocabulary: Vocabulary, track: str, classes: tuple[str, ...] = ()) -> ModelSpec:
+    """The model a run trains, fully resolved: the backbone preset with the run's overrides and what the data
+    fixes (vocabulary size, complement map, number of classes), the objective, and the sampling facts."""
+    overrides = [f"{key}={value}" for key, value in settings.model.overrides.items()]
+    backbone = resolve_backbone(settings.model.preset, overrides, vocabulary, classes)
+    return ModelSpec(backbone, settings.objective, vocabulary.mask_id, settings.data.window, track,
+                     vocabulary.output_ids, vocabulary.tokenizer, classes)
 
-    datamodule: L.LightningDataModule
-    mask_id: int
-    output_ids: list[int] | None  # the ids the model may emit; None = every id but the mask
 
-
-def build_training_data(config: DictConfig) -> TrainingData:
-    """Genome windows, labelled sequences (class-conditional), or text blocks. Values that come from the data
-    are written into the config, so the checkpoint records them: a conditional model's class names
-    (`data.classes`) and `num_classes`, a text model's `vocab_size` (the tokenizer's, mask included)."""
-    if config.data.dataset == "text":
-        datamodule, tokenizer = build_text_datamodule(config.data, config.seed)
-        OmegaConf.update(config, "model.overrides.vocab_size", tokenizer.vocab_size)
-        return TrainingData(datamodule, tokenizer.mask_id, None)
-    if config.data.dataset == "genomic-benchmarks":
-        datamodule = build_benchmark_datamodule(config.data, config.seed)
-        OmegaConf.update(config, "data.classes", list(datamodule.classes))
-        OmegaConf.update(config, "model.overrides.num_classes", len(datamodule.classes))
-        return TrainingData(datamodule, MASK, list(BASE_IDS))
-    return TrainingData(build_genome_datamodule(config.data, config.seed), MASK, list(BASE_IDS))
+def training_settings(settings: RunSettings) -> TrainingSettings:
+    return TrainingSettings(settings.optim, settings.seed, settings.trainer["max_steps"], settings.data.label_dropout)
 
 
 def train(config: DictConfig, ignore_memory_limit: bool = False) -> ValidationLog:
@@ -83,15 +68,17 @@ def train(config: DictConfig, ignore_memory_limit: bool = False) -> ValidationLo
     not fit in the device's free memory is refused before training starts, unless `ignore_memory_limit`."""
     run_dir = Path(config.run_dir)
     fresh = not run_dir.exists()
-    L.seed_everything(config.seed, workers=True, verbose=False)
-    data = build_training_data(config)
     plain = to_plain(config)
+    settings = run_settings(plain)
+    L.seed_everything(settings.seed, workers=True, verbose=False)
+    data = build_training_data(settings.data, settings.seed)
+    spec = model_spec(settings, data.vocabulary, data.track, data.classes)
     last = run_dir / LAST_CHECKPOINT
     resume = last if last.is_file() else None
     if resume is not None:
-        check_same_architecture(resume, plain)
+        check_same_model(resume, spec)
         print(f"resuming from {resume}", flush=True)
-    module = DiffusionLM(plain, mask_id=data.mask_id, output_ids=data.output_ids)
+    module = DiffusionLM(spec, training_settings(settings), plain)
     validation_log = ValidationLog()
     version = next_log_version(run_dir / "logs")
     callbacks: list[L.Callback] = [
@@ -99,7 +86,7 @@ def train(config: DictConfig, ignore_memory_limit: bool = False) -> ValidationLo
             dirpath=run_dir / "checkpoints",
             filename="step={step}",
             auto_insert_metric_name=False,
-            every_n_train_steps=config.checkpoint_every_n_steps,
+            every_n_train_steps=settings.checkpoint_every_n_steps,
             save_top_k=1,
             save_last=True,
         ),
@@ -107,22 +94,22 @@ def train(config: DictConfig, ignore_memory_limit: bool = False) -> ValidationLo
         StopOnNonFinite(),
         validation_log,
     ]
-    if config.optim.ema is not None:
-        callbacks.append(EMA(config.optim.ema))
+    if settings.optim.ema is not None:
+        callbacks.append(EMA(settings.optim.ema))
     trainer = L.Trainer(
         **plain["trainer"],
         default_root_dir=run_dir,
         callbacks=callbacks,
         logger=[CSVLogger(run_dir, name="logs", version=version), TensorBoardLogger(run_dir, name="logs", version=version)],
         plugins=[AtomicCheckpointIO()],
-        gradient_clip_val=config.optim.grad_clip,
+        gradient_clip_val=settings.optim.grad_clip,
         enable_model_summary=False,
     )
     if not ignore_memory_limit:
         generator = torch.Generator(trainer.strategy.root_device).manual_seed(0)
-        check_training_memory(module, trainer, config.data.batch_size, config.data.window,
+        check_training_memory(module, trainer, settings.data.batch_size, settings.data.window,
                               lambda probe: module.objective(probe, None, generator).loss,
-                              token=int(module.output_allowed.nonzero()[0]), extra_copies=int(config.optim.ema is not None),
+                              token=int(module.output_allowed.nonzero()[0]), extra_copies=int(settings.optim.ema is not None),
                               smaller="lower data.batch_size or data.window")
     save_config(config, run_dir / "config.yaml")  # once everything that checks the settings has accepted them
     try:
@@ -136,6 +123,6 @@ def train(config: DictConfig, ignore_memory_limit: bool = False) -> ValidationLo
         if isinstance(error, TrainingDiverged):
             kept = f"{last} holds the last good weights" if last.is_file() else "no checkpoint was written before it"
             raise TrainingDiverged(f"{error}; nothing of that step was saved and {kept}. Train again in a new run_dir "
-                                   f"with a lower optim.lr (now {config.optim.lr:g})") from None
+                                   f"with a lower optim.lr (now {settings.optim.lr:g})") from None
         raise
     return validation_log

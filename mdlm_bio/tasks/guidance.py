@@ -15,15 +15,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..diffusion.generation import SamplingPlan, generate
+from ..diffusion.generation import SamplerName, SamplingPlan, generate
 from ..dna.benchmarks import ensure_present, read_split, resolve_data_dir
 from ..dna.fasta import write_fasta
 from ..dna.report import GENERATED, generation_report
 from ..dna.tokenizer import decode
 from ..io import write_json_and_markdown
-from .checkpoints import TrainedModel
-from .classifier import SequenceClassifier
-from .labelled_data import collate
+from ..training.checkpoints import TrainedModel
+from ..training.classifier import SequenceClassifier, load_classifier
+from ..training.data.labelled import collate
+from .common import load_dna_model, require_positive
 
 
 @torch.no_grad()
@@ -75,7 +76,7 @@ def evaluate_guidance(
         real_accuracy = float(np.mean(predict_classes(classifier, real) == label_map[label]))
         for weight in weights:
             with torch.no_grad():
-                out = generate(model.module.guided_denoiser(label, weight), model.module.engine.schedule, plan,
+                out = generate(model.module.guided_denoiser(label, weight), model.schedule, plan,
                                num=num, length=length, seed=seed, device=device)
             sequences = list(out.tokens.numpy())
             samples = class_dir / f"guidance_{weight:g}.fa"
@@ -107,3 +108,19 @@ def _markdown(rows: list[dict[str, Any]]) -> str:
     lines += ["", "Oracle accuracy: the fraction of samples the fine-tuned classifier assigns to the requested class.",
               "JS: Jensen-Shannon distance between the samples' k-mer spectrum and the class's real test sequences.", ""]
     return "\n".join(lines)
+
+
+def evaluate(
+    ckpt: str, *, classifier: Path, out_dir: Path, guidance: list[float] = (0.0, 1.0, 2.0), num: int = 64,
+    length: int | None = None, data_dir: Path | None = None, sampler: SamplerName = "first-hitting", steps: int = 128,
+    top_p: float | None = None, seed: int = 0, device: str = "cpu",
+) -> None:
+    """`mdlm-bio evaluate-guidance`: sample every class at every guidance weight, judge the samples with a
+    fine-tuned classifier and the k-mer report; summary.md/.json in `out_dir`."""
+    for name, value in (("num", num), ("length", length), ("steps", steps)):
+        require_positive(name, value)
+    model = load_dna_model(ckpt, device)
+    oracle = load_classifier(classifier, device)
+    evaluate_guidance(model, oracle, guidance, model.plan(sampler, steps, top_p), num=num, length=length or model.context,
+                      out_dir=out_dir, seed=seed, data_dir=data_dir, device=device)
+    print((out_dir / "summary.md").read_text())

@@ -21,9 +21,10 @@ from ..diffusion import SampleOutput, autoregressive_sample
 from ..diffusion.generation import SamplerName, SamplingPlan, generate, in_batches
 from ..io import atomic_output, write_json_and_markdown
 from ..text.corpora import get_corpus, tokenized_blocks
-from ..text.eval_lm import EvalLM, decode_samples, generative_nll, unigram_entropy
-from ..text.tokenizer import TextTokenizer
-from .text_eval import TextModel
+from ..text.eval_lm import EvalLM, decode_samples, generative_nll, load_eval_lm, unigram_entropy
+from ..text.tokenizer import TextTokenizer, load_tokenizer
+from .common import check_memory, require_positive
+from .text_perplexity import TextModel, load_text_model, text_files_by_corpus
 
 
 @dataclass(frozen=True)
@@ -123,3 +124,41 @@ def write_genppl_table(results: Sequence[GenerativePerplexity], out_dir: Path, m
               f"| {r.entropy_mean:.3f} ± {r.entropy_std:.3f} |" for r in results]
     payload = {"model": model, "eval_lm": eval_lm.name, "eval_context": eval_lm.context, **settings, "rows": rows}
     return write_json_and_markdown(out_dir, "genppl", payload, "\n".join(lines) + "\n")
+
+
+def eval_genppl(
+    ckpt: str, *, out_dir: Path, tokenizer: str | None = None, eval_lm: str = "gpt2-large", eval_context: int | None = None,
+    sampler: SamplerName = "cached", steps: int = 1000, top_p: float | None = None, num: int = 64, length: int | None = None,
+    batch_size: int = 16, eval_batch_size: int = 8, reference: str | None = None, text_file: list[str] = (),
+    cache_dir: Path = Path("data/text-cache"), seed: int = 0, device: str = "cpu", trust_checkpoint: bool = False,
+    ignore_memory_limit: bool = False,
+) -> None:
+    """`mdlm-bio eval-genppl`: generative perplexity and entropy of a text model's samples under an eval LM,
+    written as genppl.md/.json and samples.jsonl (and a real-text reference row with `reference`)."""
+    for name, value in (("eval_context", eval_context), ("steps", steps), ("num", num), ("length", length),
+                        ("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+        require_positive(name, value)
+    reference_files = text_files_by_corpus(list(text_file)).get(reference) if reference else None
+    model = load_text_model(ckpt, tokenizer, device, trust_checkpoint)
+    text_tokenizer = load_tokenizer(model.tokenizer)
+    length = length or model.context
+    check_memory(model.module, min(batch_size, num), min(length, model.context), 8 * num * length, device,
+                 f"sampling {num} x {length} tokens", "lower --num, --length or --batch-size", ignore_memory_limit)
+    scorer = load_eval_lm(eval_lm, device, eval_context)
+    # Everything that can fail on input (the reference corpus included) is loaded before the long sampling.
+    real = None if reference is None else reference_tokens(
+        text_tokenizer, reference, num=num, length=length, cache_dir=cache_dir, text_files=reference_files)
+    out = sample_tokens(model, text_tokenizer, sampler=sampler, steps=steps, num=num, length=length, top_p=top_p,
+                        batch_size=batch_size, seed=seed, device=device)
+    used = "autoregressive" if model.module.is_autoregressive else sampler
+    used_steps = steps if used in ("ancestral", "cached") else None  # the others take one call per token
+    kind = {"autoregressive": "AR", "first-hitting": "first-hitting"}.get(used, f"{used}, {used_steps} steps")
+    result, texts = score_tokens(out.tokens, text_tokenizer, scorer, f"samples ({kind})", out.num_calls, eval_batch_size)
+    results = [result]
+    write_samples(texts, out_dir / "samples.jsonl")
+    if real is not None:
+        results.append(score_tokens(real, text_tokenizer, scorer, f"real {reference}", batch_size=eval_batch_size)[0])
+    settings = {"sampler": used, "steps": used_steps, "top_p": top_p, "seed": seed, "precision": "float64 draws"}
+    table = write_genppl_table(results, out_dir, model.description, scorer, settings)
+    print(table.read_text())
+    print(f"samples in {out_dir / 'samples.jsonl'}")

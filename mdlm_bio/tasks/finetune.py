@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,8 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from ..backbones import load_preset
+from ..backbones.pretrained import HF_PREFIX, caduceus_config_from_state, import_caduceus, read_state_dict, resolve_checkpoint
 from ..dna.benchmarks import (
     OPTIONAL_DATASETS,
     STANDARD_DATASETS,
@@ -29,14 +31,15 @@ from ..dna.benchmarks import (
     read_split,
     resolve_data_dir,
 )
-from ..dna.tokenizer import BASE_IDS
-from .callbacks import StopOnNonFinite
-from .checkpoint_io import AtomicCheckpointIO
-from .classifier import SequenceClassifier, pretrained_backbone
-from .config import save_config, to_plain
-from .labelled_data import LabelledDataModule
-from .limits import check_training_memory
-from .module import backbone_config
+from ..dna.tokenizer import BASE_IDS, COMPLEMENT_MAP
+from ..training.callbacks import StopOnNonFinite
+from ..training.checkpoint_io import AtomicCheckpointIO
+from ..training.checkpoints import checkpoint_path, is_mdlm_bio_checkpoint, load_trained
+from ..training.classifier import SequenceClassifier
+from ..training.config import load_config, save_config, to_plain
+from ..training.data.labelled import LabelledDataModule
+from ..training.limits import check_training_memory
+from .benchmark_table import SeedResult, write_results
 
 BEST_CHECKPOINT = "best.ckpt"
 # Settings that change results; a run folder holding results made with other values is refused.
@@ -44,16 +47,21 @@ RESULT_DEFINING = ("init_from", "model", "optim", "epochs", "data.valid_fraction
                    "data.max_length", "data.max_length_per_dataset")
 
 
-@dataclass(frozen=True)
-class SeedResult:
-    dataset: str
-    seed: int
-    test_accuracy: float
-    best_val_accuracy: float
-    num_train: int
-    num_valid: int
-    num_test: int
-    checkpoint: str
+def scratch_backbone(model: dict[str, Any]) -> dict[str, Any]:
+    """The backbone trained from scratch: the preset with the run's overrides, on the DNA vocabulary."""
+    overrides = [f"{key}={value}" for key, value in (model.get("overrides") or {}).items()]
+    return {**load_preset(model["preset"], overrides), "complement_map": list(COMPLEMENT_MAP)}
+
+
+def pretrained_backbone(spec: str | Path, trusted: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(backbone settings, backbone weights) from an mdlm-bio run folder or .ckpt (EMA weights where trained
+    with EMA), or from a published Caduceus checkpoint (a local file or hf:kuleshov-group/caduceus-...)."""
+    if not str(spec).startswith(HF_PREFIX) and is_mdlm_bio_checkpoint(checkpoint_path(spec)):
+        trained = load_trained(spec)
+        return dict(trained.spec.backbone), trained.module.backbone.state_dict()
+    state = read_state_dict(resolve_checkpoint(spec), trusted=trusted)
+    return (caduceus_config_from_state(state, str(spec), COMPLEMENT_MAP),
+            import_caduceus(state, str(spec), COMPLEMENT_MAP).state_dict())
 
 
 def select_datasets(requested: list[str] | None, data_dir: Path) -> list[str]:
@@ -89,7 +97,7 @@ def finetune_one(
     L.seed_everything(seed, workers=True, verbose=False)
     train, valid = carve_validation(train_all, config.data.valid_fraction, seed)
     plain = {**to_plain(config), "seed": seed}
-    architecture = init[0] if init else backbone_config(plain["model"])
+    architecture = init[0] if init else scratch_backbone(plain["model"])
     module = SequenceClassifier(plain, architecture, list(train_all.classes))
     if init:
         module.backbone.load_state_dict(init[1])
@@ -161,3 +169,22 @@ def finetune_benchmarks(config: DictConfig, datasets: list[str] | None, num_seed
             print(f"fine-tuning {name}, seed {seed}", flush=True)
             results.append(finetune_one(config, name, *splits, seed, init, ignore_memory_limit))
     return results
+
+
+def finetune(
+    benchmark: str, overrides: list[str] = (), *, datasets: list[str] | None = None, ckpt: str | None = None,
+    seeds: int = 5, preset: str = "genomic-benchmarks", data_dir: Path | None = None, no_download: bool = False,
+    mirror: str | None = None, run_dir: Path | None = None, trust_checkpoint: bool = False,
+    ignore_memory_limit: bool = False,
+) -> None:
+    """`mdlm-bio finetune genomic-benchmarks`: the sweep, then results.md/.json beside the published numbers."""
+    options = {"data.data_dir": data_dir, "data.mirror": mirror, "run_dir": run_dir, "init_from": ckpt}
+    settings = [f"{key}={value}" for key, value in options.items() if value is not None]
+    if no_download:
+        settings.append("data.download=false")
+    config = load_config(preset, [*settings, *overrides], kind="finetune")
+    results = finetune_benchmarks(config, datasets, seeds, trust_checkpoint, ignore_memory_limit)
+    title = ckpt or f"scratch {config.model.preset}"
+    _, markdown = write_results(results, Path(config.run_dir), title)
+    print(markdown.read_text())
+    print(f"results in {Path(config.run_dir) / 'results.json'} and {markdown}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,18 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from ..io import write_json_and_markdown
-from .finetune import SeedResult
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    dataset: str
+    seed: int
+    test_accuracy: float
+    best_val_accuracy: float
+    num_train: int
+    num_valid: int
+    num_test: int
+    checkpoint: str
 
 
 def published_results() -> dict[str, Any]:

@@ -12,29 +12,13 @@ from functools import partial
 import lightning as L
 import numpy as np
 import torch
-from omegaconf import DictConfig
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from ..backbones.caduceus import reverse_complement_tokens
-from ..dna.benchmarks import LabelledSequences, carve_validation, ensure_present, read_split, resolve_data_dir
-from ..dna.tokenizer import PAD, complement_map
-
-
-def batch_loader(
-    dataset: torch.utils.data.Dataset, batch_size: int, collate_fn, shuffle_seed: int | None, num_workers: int
-) -> DataLoader:
-    """A DataLoader that shuffles with its own seeded generator when `shuffle_seed` is given (training),
-    and keeps dataset order otherwise (validation, test)."""
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=shuffle_seed is not None,
-        generator=None if shuffle_seed is None else torch.Generator().manual_seed(shuffle_seed),
-        collate_fn=collate_fn,
-        num_workers=num_workers,
-        pin_memory=torch.cuda.is_available(),
-    )
+from ...dna.benchmarks import LabelledSequences, carve_validation, ensure_present, read_split, resolve_data_dir
+from ...dna.tokenizer import PAD, reverse_complement_tokens
+from ..settings import DataSettings
+from .loaders import batch_loader
 
 
 def collate(examples: list[tuple[np.ndarray, int]], max_length: int) -> dict[str, Tensor]:
@@ -53,7 +37,7 @@ def random_reverse_complement(batch: dict[str, Tensor], probability: float, gene
         return batch
     tokens = batch["tokens"]
     flip = torch.rand(tokens.shape[0], generator=generator, device=generator.device).to(tokens.device) < probability
-    reverse = reverse_complement_tokens(tokens, complement_map().to(tokens.device))
+    reverse = reverse_complement_tokens(tokens)
     flipped = torch.where(flip[:, None], reverse, tokens)
     return {**batch, "tokens": flipped, "attention_mask": flipped != PAD}
 
@@ -107,7 +91,7 @@ class LabelledDataModule(L.LightningDataModule):
         return self._loader("test", shuffle=False)
 
 
-def build_benchmark_datamodule(data: DictConfig, seed: int) -> LabelledDataModule:
+def build_benchmark_datamodule(data: DataSettings, seed: int) -> LabelledDataModule:
     """Labelled training data of a training config (`data.dataset: genomic-benchmarks`): the benchmark's train
     split with a stratified validation carve; sequences cropped to `data.window`."""
     folder = ensure_present(data.benchmark, resolve_data_dir(data.data_dir), data.download, data.mirror)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import torch
 from lightning import LightningDataModule
-from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Sampler
 
-from ..dna.genome import GenomeWindows, prepare_bundled_genome, prepare_held_out_genome
-from ..dna.hg38 import require_prepared
+from ...dna.genome import GenomeWindows, prepare_bundled_genome, prepare_held_out_genome
+from ...dna.hg38 import require_prepared
+from ..settings import DataSettings
 
 
 class WindowStream(Sampler[tuple[int, int]]):
@@ -99,7 +99,7 @@ class GenomeDataModule(LightningDataModule):
         return dataset
 
 
-def build_genome_datamodule(data: DictConfig, seed: int) -> GenomeDataModule:
+def build_genome_datamodule(data: DataSettings, seed: int) -> GenomeDataModule:
     """The DataModule of a training config's `data` section. The bundled sample and a user FASTA are prepared
     on the spot (seconds, and a no-op once done); hg38 must have been prepared with `mdlm-bio data hg38`."""
     data_dir = Path(data.data_dir)
