@@ -1,12 +1,22 @@
-"""Checkpoints written by earlier versions keep loading to the same model (fixtures in tests/fixtures/)."""
+"""Checkpoints describe their models: earlier formats keep loading to the same model (tests/fixtures/), presets can
+change under a trained model, and what a model was trained with (schedule, mask id) is what it samples with."""
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
+from importlib import resources
 from pathlib import Path
 
 import torch
+from dna_runs import train_args
 
+from mdlm_bio.backbones import registry
+from mdlm_bio.cli import main
+from mdlm_bio.diffusion import PolynomialSchedule
 from mdlm_bio.training.checkpoints import load_trained
+from mdlm_bio.training.module import DiffusionLM
+from mdlm_bio.training.settings import ModelSpec
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -20,3 +30,53 @@ def test_a_format_1_checkpoint_loads_to_the_same_logits():
         logits = model.module.denoiser(expected["tokens"], expected["t"])
     torch.testing.assert_close(logits, expected["logits"], rtol=0, atol=0)
     assert (model.module.mask_id, model.context) == (3, 32)
+
+
+def denoise_once(model) -> torch.Tensor:
+    tokens = torch.tensor([[7, 8, 3, 10, 3, 9, 7, 7]])
+    with torch.no_grad():
+        return model.module.denoiser(tokens, torch.full((1,), 0.5))
+
+
+def test_editing_or_renaming_a_preset_changes_no_trained_model(run_dir, tmp_path, monkeypatch):
+    """A format 2 checkpoint rebuilds its model from the settings it stored, never from configs/backbone."""
+    before = denoise_once(load_trained(run_dir))
+    configs = tmp_path / "configs"
+    shutil.copytree(resources.files("mdlm_bio.configs"), configs)
+    edited = (configs / "backbone" / "caduceus-tiny.yaml").read_text().replace("d_state: 8", "d_state: 2")
+    (configs / "backbone" / "caduceus-tiny.yaml").unlink()  # renamed ...
+    (configs / "backbone" / "caduceus-tiny-renamed.yaml").write_text(edited)  # ... and edited
+    monkeypatch.setattr(registry.resources, "files", lambda package: configs)
+    assert "caduceus-tiny" not in registry.preset_names()
+    torch.testing.assert_close(denoise_once(load_trained(run_dir)), before, rtol=0, atol=0)
+
+
+def test_schedule_parameters_come_from_the_config_and_stay_in_the_checkpoint(tmp_path, data_dir):
+    run = tmp_path / "polynomial"
+    main(train_args(run, data_dir, steps=2, every=2) + ["objective.schedule={name: polynomial, k: 3.0}"])
+    schedule = load_trained(run).schedule
+    assert isinstance(schedule, PolynomialSchedule) and schedule.k == 3.0
+
+
+def test_sampling_infilling_and_scoring_use_the_checkpoints_own_mask_id(run_dir, tmp_path, monkeypatch):
+    """A DNA model whose mask is id 12 (one of the vocabulary's spare ids), not the tokenizer's 3."""
+    payload = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    spec = ModelSpec.from_dict(payload["mdlm_bio_model"])
+    spec = dataclasses.replace(spec, mask_id=12)
+    other = tmp_path / "mask12.ckpt"
+    torch.save({"state_dict": payload["state_dict"], "mdlm_bio_format": 2, "mdlm_bio_model": spec.to_dict()}, other)
+    seen: list[torch.Tensor] = []
+    denoiser = DiffusionLM.denoiser
+
+    def recording(self, z_t, t, labels=None):
+        seen.append(z_t.clone())
+        return denoiser(self, z_t, t, labels)
+
+    monkeypatch.setattr(DiffusionLM, "denoiser", recording)
+    fasta = tmp_path / "in.fa"
+    fasta.write_text(">a\nACGTNNNNACGTACGT\n")
+    main(["sample", "--ckpt", str(other), "--num", "2", "--length", "20", "--out", str(tmp_path / "s.fa")])
+    main(["infill", str(fasta), "--ckpt", str(other), "--steps", "4", "--out", str(tmp_path / "f.fa")])
+    main(["score", str(fasta), "--ckpt", str(other), "--mc", "2", "--out", str(tmp_path / "s.tsv")])
+    masked = torch.cat([z.flatten() for z in seen])
+    assert (masked == 12).any() and not (masked == 3).any()
