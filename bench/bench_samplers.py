@@ -30,7 +30,6 @@ from mdlm_bio.diffusion.generation import SAMPLERS, SamplingPlan, generate
 from mdlm_bio.dna.genome import split_sequences
 from mdlm_bio.dna.metrics import jensen_shannon_distance, kmer_spectrum
 from mdlm_bio.dna.report import reference_windows
-from mdlm_bio.dna.tokenizer import MASK
 from mdlm_bio.training.checkpoints import TrainedModel, load_trained
 
 K = 3
@@ -52,11 +51,11 @@ def quality(model: TrainedModel, tokens: torch.Tensor, reference_spectrum: np.nd
 
 def measure(model: TrainedModel, plan: SamplingPlan, num: int, length: int, reference: np.ndarray) -> dict:
     start = time.perf_counter()
-    out = generate(model.module.denoiser, model.module.engine.schedule, plan, num=num, length=length, seed=0,
-                   batch_size=num)
+    out = generate(model.denoiser, model.schedule, plan, num=num, length=length, seed=0, batch_size=num)
     seconds = time.perf_counter() - start
     return {"sampler": plan.sampler, "steps": plan.steps, "length": length, "context": plan.context, "num": num,
-            "seconds": seconds, "calls": out.num_calls, "samples_per_s": num / seconds, **quality(model, out.tokens, reference)}
+            "seconds": seconds, "calls": out.num_calls, "row_calls": out.row_calls, "samples_per_s": num / seconds,
+            **quality(model, out.tokens, reference)}
 
 
 def main() -> None:
@@ -76,7 +75,7 @@ def main() -> None:
     rows = []
     with torch.inference_mode():
         # Warm-up (thread pool, allocator), so the first timed row does not pay for it.
-        measure(model, SamplingPlan("ancestral", 10, model.context, MASK), 2, model.context, reference)
+        measure(model, model.plan("ancestral", 10), 2, model.context, reference)
         cases = [(length, steps, length) for length in args.lengths for steps in args.steps]
         cases += [(args.semi_ar_length, steps, model.context) for steps in args.steps[:1]]
         first_hitting = {}  # it ignores T: one run per (length, context) serves every T
@@ -87,7 +86,7 @@ def main() -> None:
                 if sampler == "first-hitting" and (length, context) in first_hitting:
                     case[sampler] = {**first_hitting[length, context], "steps": steps}
                     continue
-                case[sampler] = measure(model, SamplingPlan(sampler, steps, context, MASK), num, length, reference)
+                case[sampler] = measure(model, SamplingPlan(sampler, steps, context, model.mask_id), num, length, reference)
                 print(case[sampler], flush=True)
             first_hitting[length, context] = case["first-hitting"]
             for row in case.values():
@@ -98,10 +97,11 @@ def main() -> None:
             floors[length] = quality(model, torch.as_tensor(np.stack(windows), dtype=torch.long), reference)
     peak_mib = peak_memory_mib("cpu")
     write_json(args.json, {"checkpoint": str(model.path), "rows": rows, "held_out_windows": floors, "peak_rss_mib": peak_mib})
-    print(f"{'sampler':<14}{'L':>6}{'ctx':>5}{'T':>6}{'calls':>7}{'seconds':>9}{'samples/s':>11}{'time/anc':>10}"
+    print(f"{'sampler':<14}{'L':>6}{'ctx':>5}{'T':>6}{'calls':>7}{'rows':>7}{'seconds':>9}{'samples/s':>11}{'time/anc':>10}"
           f"{f'JS {K}-mer':>10}{'bits/base':>11}")
     for r in rows:
-        print(f"{r['sampler']:<14}{r['length']:>6}{r['context']:>5}{r['steps']:>6}{r['calls']:>7}{r['seconds']:>9.2f}"
+        print(f"{r['sampler']:<14}{r['length']:>6}{r['context']:>5}{r['steps']:>6}{r['calls']:>7}{r['row_calls']:>7}"
+              f"{r['seconds']:>9.2f}"
               f"{r['samples_per_s']:>11.2f}{r['time_vs_ancestral']:>10.2f}{r['js']:>10.4f}{r['bits_per_base']:>11.3f}")
     for length, floor in floors.items():
         print(f"{'held-out':<14}{length:>6}{'':>38}{floor['js']:>10.4f}{floor['bits_per_base']:>11.3f}")

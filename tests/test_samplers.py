@@ -59,6 +59,26 @@ def test_cached_sampler_gives_the_same_samples_with_fewer_calls():
     assert cached.num_calls <= 4 * TOY.length < 100 < plain.num_calls
 
 
+def test_cached_sampler_reruns_only_the_rows_that_changed():
+    """Same samples as the plain sampler; each step after the first runs the network on exactly the rows revealed
+    since their last call (counted from the plain sampler's inputs), and skips the call when none changed."""
+    inputs: list[torch.Tensor] = []
+    oracle = TOY.oracle()
+
+    def recording(z, t):
+        inputs.append(z.clone())
+        return oracle(z, t)
+
+    kwargs = dict(steps=200, generator=5)
+    plain = ancestral_sample(recording, prior(8), LogLinearSchedule(), TOY.mask_id, **kwargs)
+    cached = ancestral_sample(TOY.oracle(), prior(8), LogLinearSchedule(), TOY.mask_id, cache=True, **kwargs)
+    assert torch.equal(plain.tokens, cached.tokens)
+    changed_rows = [int((now != before).any(-1).sum()) for before, now in zip(inputs, inputs[1:])]
+    assert cached.row_calls == 8 + sum(changed_rows)
+    assert cached.num_calls == 1 + sum(1 for rows in changed_rows if rows)
+    assert plain.row_calls == 8 * plain.num_calls and cached.row_calls < 8 * cached.num_calls
+
+
 def test_cached_sampler_reproduces_the_distribution():
     out = ancestral_sample(TOY.oracle(), prior(), exact_schedule(), TOY.mask_id, steps=512, cache=True, generator=12)
     assert chi_square_pvalue(out.tokens, TOY) > P_THRESHOLD

@@ -86,12 +86,12 @@ def in_batches(draw: Callable[[int], SampleOutput], num: int, batch_size: int,
                progress: Callable[[int], None] | None = None) -> SampleOutput:
     """`draw(batch)` for batches of at most `batch_size` until `num` rows, concatenated on the CPU, with
     the network calls summed: how every sampler is run over many samples."""
-    batches, calls = [], 0
+    batches, calls, rows = [], 0, 0
     for start in range(0, num, batch_size):
         batch = min(batch_size, num - start)
         out = draw(batch)
         batches.append(out.tokens.cpu())
-        calls += out.num_calls
+        calls, rows = calls + out.num_calls, rows + out.row_calls
         if progress is not None:
             progress(batch)
-    return SampleOutput(tokens=torch.cat(batches), num_calls=calls)
+    return SampleOutput(tokens=torch.cat(batches), num_calls=calls, row_calls=rows)

@@ -26,8 +26,12 @@ TimeGrid = Literal["uniform", "cosine"]
 
 @dataclass(frozen=True)
 class SampleOutput:
+    """Samples, the network calls that made them, and the rows those calls ran (a call on a batch of B rows is B
+    row calls; the cached sampler re-runs only the rows that changed)."""
+
     tokens: Tensor
     num_calls: int
+    row_calls: int
 
 
 # --------------------------------------------------------------------------- categorical draws
@@ -117,10 +121,11 @@ class _CountingDenoiser:
     """Calls the network, counts calls and validates its raw logits [B, L, V]."""
 
     def __init__(self, denoiser: Denoiser, mask_id: int) -> None:
-        self.denoiser, self.mask_id, self.calls = denoiser, mask_id, 0
+        self.denoiser, self.mask_id, self.calls, self.rows = denoiser, mask_id, 0, 0
 
     def __call__(self, z: Tensor, t: Tensor) -> Tensor:
         self.calls += 1
+        self.rows += z.shape[0]
         logits = self.denoiser(z, t)
         check_logits(logits, z)
         check_mask_id(self.mask_id, logits.shape[-1])
@@ -179,9 +184,11 @@ def ancestral_sample(
     unmasked positions never change. At s = 0 (alpha = 1) every remaining mask
     is filled, so the output holds no mask token.
 
-    cache=True is MDLM's ddpm_cache: when a step changes no token the previous
-    network output is reused. It is exact only for denoisers that ignore t (no
-    time conditioning); random draws are identical with and without the cache.
+    cache=True extends MDLM's ddpm_cache from the batch to each row: a row whose
+    tokens did not change since its last network call keeps that call's output,
+    and only the changed rows run again (a call is made whenever any row changed).
+    It is exact only for denoisers that ignore t (no time conditioning) and treat
+    rows independently; random draws are identical with and without the cache.
     greedy_final takes the argmax instead of a draw on the last step.
     """
     z = _start_state(z_init, mask_id)
@@ -190,6 +197,7 @@ def ancestral_sample(
     times = time_grid(schedule, steps, grid)
     batch = z.shape[0]
     logits: Tensor | None = None
+    changed = torch.zeros(batch, dtype=torch.bool, device=z.device)  # rows revealed since their logits
     for step in range(steps):
         t, s = times[step], times[step + 1]
         masked = z == mask_id
@@ -197,6 +205,9 @@ def ancestral_sample(
             break
         if logits is None or not cache:
             logits = net(z, torch.full((batch,), float(t), device=z.device))
+        elif bool(changed.any()):
+            rows = changed.nonzero().squeeze(-1)
+            logits[rows] = net(z[rows], torch.full((len(rows),), float(t), device=z.device))
         alpha_t, alpha_s = schedule.alpha(t), schedule.alpha(s)
         unmask_prob = ((alpha_s - alpha_t) / (1.0 - alpha_t).clamp_min(1e-300)).clamp(0.0, 1.0)
         unmask = torch.rand(z.shape, generator=generator, device=z.device, dtype=torch.float64) < unmask_prob.item()
@@ -208,8 +219,8 @@ def ancestral_sample(
             # Draw only where a token is revealed: with T >> L that is a few positions per step, and the
             # float64 Gumbel noise over [B, L, V] (6.6 GB for 16 x 1024 GPT-2 tokens) is never materialised.
             z[update] = _draw_tokens(logits[update], mask_id, generator, dtype, top_p, greedy=greedy_final and is_last)
-            logits = None
-    return SampleOutput(tokens=z, num_calls=net.calls)
+        changed = update.any(dim=-1)
+    return SampleOutput(tokens=z, num_calls=net.calls, row_calls=net.rows)
 
 
 # --------------------------------------------------------------------------- first hitting
@@ -256,7 +267,7 @@ def first_hitting_sample(
         tokens = _draw_tokens(logits[rows, position], mask_id, generator, dtype, top_p, greedy=False)
         z[rows[active], position[active]] = tokens[active]
         t = s
-    return SampleOutput(tokens=z, num_calls=net.calls)
+    return SampleOutput(tokens=z, num_calls=net.calls, row_calls=net.rows)
 
 
 # --------------------------------------------------------------------------- semi-autoregressive
@@ -305,7 +316,7 @@ def semi_autoregressive_sample(
     first_window = min(length, block_length)
     z = torch.cat([prefix, all_masked(batch_size, first_window - prefix.shape[1], mask_id, device)], dim=1)
     out = sample_block(z)
-    generated, calls = out.tokens, out.num_calls
+    generated, calls, rows = out.tokens, out.num_calls, out.row_calls
     if progress is not None:
         progress(batch_size * (first_window - prefix.shape[1]))
     while generated.shape[1] < length:
@@ -313,10 +324,10 @@ def semi_autoregressive_sample(
         context = generated[:, generated.shape[1] - (block_length - new) :]
         out = sample_block(torch.cat([context, all_masked(batch_size, new, mask_id, device)], dim=1))
         generated = torch.cat([generated, out.tokens[:, context.shape[1] :]], dim=1)
-        calls += out.num_calls
+        calls, rows = calls + out.num_calls, rows + out.row_calls
         if progress is not None:
             progress(batch_size * new)
-    return SampleOutput(tokens=generated, num_calls=calls)
+    return SampleOutput(tokens=generated, num_calls=calls, row_calls=rows)
 
 
 # --------------------------------------------------------------------------- autoregressive baseline
@@ -350,7 +361,8 @@ def autoregressive_sample(
     for _ in range(length - prompt.shape[1]):
         log_probs = network(tokens)[:, -1].to(dtype).log_softmax(dim=-1)
         tokens = torch.cat([tokens, sample_categorical(log_probs, generator, dtype=dtype, top_p=top_p)[:, None]], dim=1)
-    return SampleOutput(tokens=tokens, num_calls=length - prompt.shape[1])
+    calls = length - prompt.shape[1]
+    return SampleOutput(tokens=tokens, num_calls=calls, row_calls=calls * prompt.shape[0])
 
 
 # --------------------------------------------------------------------------- guidance
