@@ -68,7 +68,11 @@ def test_selective_scan_matches_naive_float64(length, path, monkeypatch):
     torch.testing.assert_close(actual.detach(), expected, rtol=1e-10, atol=1e-10)
 
 
-def test_selective_scan_gradients_match_naive_float64():
+@pytest.mark.parametrize("states", ["kept", "recomputed"])
+def test_selective_scan_gradients_match_naive_float64(states, monkeypatch):
+    """Small scans keep their states for backward; larger ones (here: forced) recompute them, slice by slice."""
+    if states == "recomputed":
+        monkeypatch.setattr(scan_module, "STATE_SLICE_BYTES", 1)  # one sequence per slice, states not kept
     args = {k: v.requires_grad_() for k, v in scan_inputs(length=40).items()}
     weights = torch.randn(2, 5, 40, dtype=torch.float64)
     expected = torch.autograd.grad((naive_selective_scan(**args) * weights).sum(), list(args.values()))

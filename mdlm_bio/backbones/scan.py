@@ -135,10 +135,23 @@ def _state_bytes(u: Tensor, A: Tensor) -> int:
 
 
 def _scan_outputs_with_states(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> Tensor:
-    """y = C . h for all positions, through the [L, B, E, N] states (materialised here, never kept)."""
+    """y = C . h for all positions, through the [L, B, E, N] states (materialised here, not kept)."""
+    return _outputs(_states(u, delta, A, B), C)
+
+
+def _states(u: Tensor, delta: Tensor, A: Tensor, B: Tensor) -> tuple[_ScanPieces, Tensor]:
+    """The scan's pieces and its state history: history[l + 1] = h_l and history[0] = h_{-1} = 0, so
+    history[:L] holds the previous state of every step."""
     pieces = _ScanPieces(u, delta, A, B)
-    states = linear_recurrence(pieces.decay[: pieces.padded], pieces.drive)[: pieces.length]
-    return torch.matmul(states, C.permute(2, 0, 1).unsqueeze(-1)).squeeze(-1).permute(1, 2, 0)
+    history = u.new_zeros(pieces.padded + 1, *pieces.drive.shape[1:])
+    linear_recurrence(pieces.decay[: pieces.padded], pieces.drive, out=history[1:])
+    return pieces, history
+
+
+def _outputs(states: tuple[_ScanPieces, Tensor], C: Tensor) -> Tensor:
+    """y_l = C_l . h_l, [B, E, L]."""
+    pieces, history = states
+    return torch.matmul(history[1 : pieces.length + 1], C.permute(2, 0, 1).unsqueeze(-1)).squeeze(-1).permute(1, 2, 0)
 
 
 class _ScanPieces:
@@ -176,7 +189,12 @@ class _SelectiveScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(u, delta, A, B, C)
+        ctx.kept = None
         with torch.autocast(u.device.type, enabled=False):  # the states stay in the inputs' float32 (or 64)
+            if _slice_size(u, A) >= len(u):
+                # Small enough for one slice: keep the states, recomputing them would cost more than they weigh.
+                ctx.kept = _states(u, delta, A, B)
+                return _outputs(ctx.kept, C)
             return torch.cat([_scan_outputs_with_states(*part) for part in _batch_slices(u, delta, A, B, C)])
 
     @staticmethod
@@ -185,20 +203,20 @@ class _SelectiveScan(torch.autograd.Function):
         size = _slice_size(u, A)
         with torch.autocast(u.device.type, enabled=False):
             grads = [_scan_gradients(*(x[i : i + size] for x in (u, delta)), A,
-                                     *(x[i : i + size] for x in (B, C, grad_y.to(u.dtype))))
+                                     *(x[i : i + size] for x in (B, C, grad_y.to(u.dtype))), kept=ctx.kept)
                      for i in range(0, len(u), size)]
+        ctx.kept = None
         grad_A = torch.stack([g[2] for g in grads]).sum(0)
         return (torch.cat([g[0] for g in grads]), torch.cat([g[1] for g in grads]), grad_A,
                 torch.cat([g[3] for g in grads]), torch.cat([g[4] for g in grads]))
 
 
-def _scan_gradients(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, grad_y: Tensor) -> tuple[Tensor, ...]:
-    """Gradients of one batch slice (see _SelectiveScan), the states recomputed into reused buffers."""
-    pieces = _ScanPieces(u, delta, A, B)
-    length, padded = pieces.length, pieces.padded
-    # history[l + 1] = h_l and history[0] = h_{-1} = 0, so history[:L] is the previous state of every step
-    history = u.new_zeros(padded + 1, *pieces.drive.shape[1:])
-    linear_recurrence(pieces.decay[:padded], pieces.drive, out=history[1:])
+def _scan_gradients(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, grad_y: Tensor,
+                    kept: tuple[_ScanPieces, Tensor] | None = None) -> tuple[Tensor, ...]:
+    """Gradients of one batch slice (see _SelectiveScan), from the states kept by forward or recomputed; the
+    buffers are reused in place, so each is consumed here."""
+    pieces, history = kept or _states(u, delta, A, B)
+    length = pieces.length
     grad_y_l, C_l, B_l = grad_y.permute(2, 0, 1), C.permute(2, 0, 1), B.permute(2, 0, 1)
     grad_C = torch.matmul(grad_y_l.unsqueeze(-2), history[1 : length + 1]).squeeze(-2)
     # the adjoint scan: g_h_l = g_y_l C_l + a_{l+1} g_h_{l+1}, written over the drives (no longer needed)
