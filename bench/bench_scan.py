@@ -1,11 +1,11 @@
-"""Selective-scan speed, three tables, each as ratios against a baseline measured in the same run.
+"""Selective-scan speed, two tables, each as ratios against a baseline measured in the same run.
 
-1. Training (forward + backward): our chunked scan (custom autograd) vs a position-by-position torch
+1. Training (forward + backward): selective_scan_torch (the path it picks) vs a position-by-position torch
    loop, with the activation memory saved for backward (bytes of tensors autograd keeps, measured with
    saved-tensor hooks). On CUDA with mamba-ssm installed it adds the fused kernel.
-2. Training at a larger batch: the chunked scan on the whole batch at once vs in batch slices whose
-   states stay under STATE_SLICE_BYTES (what selective_scan_torch does).
-3. Inference (forward, no grad): materialised [L, B, E, N] states vs the stepwise state-only scan.
+2. Path choice: the materialised path vs the chunk-sequential one, forced, for training and inference at
+   several batch sizes: where the crossover that selective_scan_torch uses lies (B E N state elements per
+   position; see MATERIALISE_BELOW_* in mdlm_bio/backbones/scan.py).
 
     python bench/bench_scan.py --lengths 1024 4096 --json scan.json
 """
@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +23,7 @@ from harness import synchronize, write_json
 
 from mdlm_bio.backbones import scan
 from mdlm_bio.backbones.kernels import selective_scan_kernel
-from mdlm_bio.backbones.scan import _scan_outputs_stepwise, _scan_outputs_with_states, selective_scan_torch
+from mdlm_bio.backbones.scan import selective_scan_torch
 
 
 def loop_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus=True):
@@ -76,7 +78,8 @@ def main() -> None:
     parser.add_argument("--d-inner", type=int, default=128, help="Mamba's expanded width E (2 x d_model)")
     parser.add_argument("--d-state", type=int, default=16)
     parser.add_argument("--lengths", type=int, nargs="+", default=[256, 1024, 4096])
-    parser.add_argument("--large-batch", type=int, default=32, help="batch of the slicing table")
+    parser.add_argument("--path-batches", type=int, nargs="+", default=[2, 8, 32],
+                        help="batches of the path-choice table (each strand counts: Caduceus-PS doubles it)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", default=None)
@@ -93,48 +96,60 @@ def main() -> None:
         for name, (seconds, saved) in results.items():
             rows.append(dict(implementation=name, length=length, tokens_per_s=args.batch * length / seconds,
                              speedup=base_seconds / seconds, saved_mib=saved / 2**20, memory_ratio=saved / base_bytes))
-    slicing, inference = [], []
-    for length in args.lengths:
-        data = inputs(args.large_batch, args.d_inner, args.d_state, length, args.device)
-        sliced, _ = measure(selective_scan_torch, data, args.repeats)
-        default_slice, scan.STATE_SLICE_BYTES = scan.STATE_SLICE_BYTES, 2**62
-        whole, _ = measure(selective_scan_torch, data, args.repeats)
-        scan.STATE_SLICE_BYTES = default_slice
-        slicing += speed_rows({"whole batch (baseline)": whole, "batch slices": sliced}, args.large_batch, length)
-        data = inputs(args.batch, args.d_inner, args.d_state, length, args.device)
-        timings = {name: time_inference(fn, data, args.repeats)
-                   for name, fn in (("states (baseline)", _scan_outputs_with_states), ("stepwise", _scan_outputs_stepwise))}
-        inference += speed_rows(timings, args.batch, length)
+    choice = [path_choice_row(batch, args.d_inner, args.d_state, length, args.device, args.repeats, training)
+              for training in (True, False) for batch in args.path_batches for length in args.lengths]
     if args.json:
         write_json(args.json, {"device": args.device, "batch": args.batch, "d_inner": args.d_inner, "rows": rows,
-                               "slicing": slicing, "inference": inference})
+                               "path_choice": choice})
     print(f"device {args.device}, batch {args.batch}, d_inner {args.d_inner}, d_state {args.d_state}; forward + backward")
     print(f"{'implementation':<24}{'L':>7}{'tokens/s':>12}{'speedup':>9}{'saved MiB':>11}{'mem ratio':>11}")
     for r in rows:
         print(f"{r['implementation']:<24}{r['length']:>7}{r['tokens_per_s']:>12,.0f}{r['speedup']:>9.2f}"
               f"{r['saved_mib']:>11.1f}{r['memory_ratio']:>11.2f}")
-    tables = {f"batch {args.large_batch}; forward + backward": slicing, f"batch {args.batch}; forward only": inference}
-    for title, table in tables.items():
-        print(f"\n{title}\n{'implementation':<24}{'L':>7}{'tokens/s':>12}{'speedup':>9}")
-        for r in table:
-            print(f"{r['implementation']:<24}{r['length']:>7}{r['tokens_per_s']:>12,.0f}{r['speedup']:>9.2f}")
+    print(f"\npath choice: chunk-sequential vs materialised (baseline); d_inner {args.d_inner}, d_state {args.d_state}")
+    print(f"{'pass':<10}{'batch':>6}{'B E N':>8}{'L':>7}{'materialised s':>16}{'chunk-seq s':>13}{'speedup':>9}{'picked':>15}")
+    for r in choice:
+        print(f"{r['pass']:<10}{r['batch']:>6}{r['state_per_position']:>8}{r['length']:>7}{r['materialised_s']:>16.4f}"
+              f"{r['chunk_sequential_s']:>13.4f}{r['speedup']:>9.2f}{r['picked']:>15}")
 
 
-def speed_rows(seconds: dict[str, float], batch: int, length: int) -> list[dict]:
-    """Rows of tokens/s and speedup against the first entry (the baseline)."""
-    base = next(iter(seconds.values()))
-    return [dict(implementation=name, length=length, tokens_per_s=batch * length / t, speedup=base / t)
-            for name, t in seconds.items()]
+@contextlib.contextmanager
+def forced_path(materialise: bool) -> Iterator[None]:
+    """Make selective_scan_torch take one path whatever the shape."""
+    saved = scan.MATERIALISE_BELOW_INFERENCE, scan.MATERIALISE_BELOW_TRAINING, scan.MATERIALISED_STATE_BYTES
+    threshold = 2**62 if materialise else 0
+    scan.MATERIALISE_BELOW_INFERENCE = scan.MATERIALISE_BELOW_TRAINING = threshold
+    scan.MATERIALISED_STATE_BYTES = 2**62
+    try:
+        yield
+    finally:
+        scan.MATERIALISE_BELOW_INFERENCE, scan.MATERIALISE_BELOW_TRAINING, scan.MATERIALISED_STATE_BYTES = saved
 
 
-def time_inference(outputs, args: dict[str, torch.Tensor], repeats: int) -> float:
-    """Seconds per no-grad evaluation of the scan's outputs y = C . h (the part the two paths differ in)."""
-    core = {k: args[k] for k in ("u", "delta", "A", "B", "C")}
+def path_choice_row(batch: int, inner: int, state: int, length: int, device: str, repeats: int,
+                    training: bool) -> dict:
+    """Seconds of each path on one shape, and the path selective_scan_torch picks there."""
+    data = inputs(batch, inner, state, length, device)
+    seconds = {}
+    for materialise in (True, False):
+        with forced_path(materialise):
+            seconds[materialise] = (measure(selective_scan_torch, data, repeats)[0] if training
+                                    else time_inference(selective_scan_torch, data, repeats))
+    below = scan.MATERIALISE_BELOW_TRAINING if training else scan.MATERIALISE_BELOW_INFERENCE
+    picked = scan._materialises(data["u"], data["A"], below)
+    return {"pass": "training" if training else "inference", "batch": batch, "length": length,
+            "state_per_position": batch * inner * state, "materialised_s": seconds[True],
+            "chunk_sequential_s": seconds[False], "speedup": seconds[True] / seconds[False],
+            "picked": "materialised" if picked else "chunk-seq"}
+
+
+def time_inference(fn, args: dict[str, torch.Tensor], repeats: int) -> float:
+    """Seconds per no-grad evaluation."""
     with torch.no_grad():
-        outputs(**core)
+        fn(**args, delta_softplus=True)
         start = time.perf_counter()
         for _ in range(repeats):
-            outputs(**core)
+            fn(**args, delta_softplus=True)
         synchronize(str(args["u"].device))
     return (time.perf_counter() - start) / repeats
 

@@ -46,39 +46,59 @@ def test_linear_recurrence_matches_sequential_loop(length, reverse):
     torch.testing.assert_close(actual, expected, rtol=0, atol=1e-12)
 
 
-def test_selective_scan_gradients_pass_gradcheck():
-    """The recomputing backward (with the batch split into slices of one sequence) against finite differences."""
+def force_path(monkeypatch, path: str) -> None:
+    """Make selective_scan_torch take one path whatever the shape: never or always materialise the states."""
+    threshold = 2**62 if path == "materialised" else 0
+    monkeypatch.setattr(scan_module, "MATERIALISE_BELOW_INFERENCE", threshold)
+    monkeypatch.setattr(scan_module, "MATERIALISE_BELOW_TRAINING", threshold)
+    monkeypatch.setattr(scan_module, "MATERIALISED_STATE_BYTES", 2**62)
+
+
+PATHS = ["chunk-sequential", "materialised"]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_selective_scan_gradients_pass_gradcheck(path, monkeypatch):
+    """The hand-written backward against finite differences (gradcheck also runs backward twice on one graph)."""
+    force_path(monkeypatch, path)
     args = {k: v.requires_grad_() for k, v in scan_inputs(batch=2, inner=3, state=2, length=37).items()}
     assert torch.autograd.gradcheck(lambda *xs: selective_scan_torch(*xs, delta_softplus=True), tuple(args.values()))
 
 
-@pytest.mark.parametrize("path", ["chunked-with-grad", "states-inference", "stepwise-inference"])
-@pytest.mark.parametrize("length", [7, 300])
-def test_selective_scan_matches_naive_float64(length, path, monkeypatch):
+@pytest.mark.parametrize("grad", [True, False], ids=["training", "inference"])
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("length", [7, 64, 300])
+def test_selective_scan_matches_naive_float64(length, path, grad, monkeypatch):
+    force_path(monkeypatch, path)
     args = scan_inputs(length=length)
     expected = naive_selective_scan(**args)
-    training = path == "chunked-with-grad"
-    if training:
-        args["u"].requires_grad_()
-        monkeypatch.setattr(scan_module, "STATE_SLICE_BYTES", 1)  # one sequence per slice
-    if path == "stepwise-inference":
-        monkeypatch.setattr(scan_module, "STATE_SLICE_BYTES", 0)
+    args["u"].requires_grad_(grad)
     actual = selective_scan_torch(**args, delta_softplus=True)
-    assert actual.requires_grad == training
+    assert actual.requires_grad == grad
     torch.testing.assert_close(actual.detach(), expected, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("states", ["kept", "recomputed"])
-def test_selective_scan_gradients_match_naive_float64(states, monkeypatch):
-    """Small scans keep their states for backward; larger ones (here: forced) recompute them, slice by slice."""
-    if states == "recomputed":
-        monkeypatch.setattr(scan_module, "STATE_SLICE_BYTES", 1)  # one sequence per slice, states not kept
-    args = {k: v.requires_grad_() for k, v in scan_inputs(length=40).items()}
-    weights = torch.randn(2, 5, 40, dtype=torch.float64)
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("length", [40, 96])
+def test_selective_scan_gradients_match_naive_float64(path, length, monkeypatch):
+    """Both backward paths, over partial and whole chunks, and again on the same graph (retain_graph)."""
+    force_path(monkeypatch, path)
+    args = {k: v.requires_grad_() for k, v in scan_inputs(length=length).items()}
+    weights = torch.randn(2, 5, length, dtype=torch.float64)
     expected = torch.autograd.grad((naive_selective_scan(**args) * weights).sum(), list(args.values()))
-    actual = torch.autograd.grad((selective_scan_torch(**args, delta_softplus=True) * weights).sum(), list(args.values()))
-    for name, a, e in zip(args, actual, expected):
-        torch.testing.assert_close(a, e, rtol=1e-9, atol=1e-9, msg=lambda m: f"{name}: {m}")
+    loss = (selective_scan_torch(**args, delta_softplus=True) * weights).sum()
+    for _ in range(2):
+        actual = torch.autograd.grad(loss, list(args.values()), retain_graph=True)
+        for name, a, e in zip(args, actual, expected):
+            torch.testing.assert_close(a, e, rtol=1e-9, atol=1e-9, msg=lambda m: f"{name}: {m}")
+
+
+def test_path_choice_follows_state_size():
+    """Tiny states per position materialise; wide ones, or too many positions, step through chunks."""
+    u, A = torch.zeros(2, 64, 256), torch.zeros(64, 8)  # 1024 state elements per position
+    assert scan_module._materialises(u, A, scan_module.MATERIALISE_BELOW_INFERENCE)
+    assert not scan_module._materialises(torch.zeros(32, 64, 256), A, scan_module.MATERIALISE_BELOW_INFERENCE)
+    assert not scan_module._materialises(torch.zeros(2, 64, 8192), A, scan_module.MATERIALISE_BELOW_INFERENCE)
 
 
 def test_selective_scan_keeps_input_dtype_but_computes_in_float32():

@@ -1,10 +1,12 @@
 """Selective scan (Mamba's S6 recurrence) in pure torch, with mamba-ssm kernels on CUDA.
 
-The recurrence h_l = a_l * h_{l-1} + x_l is linear, so both its output and its
-backward pass are scans. We compute them chunk-parallel without autograd, inside
-one custom Function for the whole selective scan whose backward recomputes the
-states: saved memory stays O(L E) per scan (no [L, B, E, N] states kept between
-forward and backward), and Python only loops over chunk offsets, never positions.
+Two exact paths, picked by shape (bench/bench_scan.py measures the crossover):
+- chunk-sequential (the default): step through positions one fused multiply-add at a time on chunk-sized
+  buffers that stay in cache, computing decays, drives and outputs for a whole chunk per call. Training keeps
+  only the state entering each chunk and rebuilds a chunk's states inside backward, as mamba-ssm's fused
+  kernel does on GPU: saved memory is O(L E + (L / CHUNK) E N), never the [L, B, E, N] states.
+- materialised, for small states per position (a handful of sequences of a tiny model), where L Python steps
+  cost more than the arithmetic: all states at once through a chunk-parallel linear recurrence.
 """
 
 from __future__ import annotations
@@ -97,13 +99,12 @@ def selective_scan_torch(
         delta = delta + delta_bias.to(work)[:, None]
     if delta_softplus:
         delta = F.softplus(delta)
-    needs_grad = torch.is_grad_enabled() and any(x.requires_grad for x in (u, delta, A, B, C))
-    if needs_grad:
+    if torch.is_grad_enabled() and any(x.requires_grad for x in (u, delta, A, B, C)):
         y = _SelectiveScan.apply(u, delta, A, B, C)
-    elif _state_bytes(u, A) <= STATE_SLICE_BYTES:
-        y = _scan_outputs_with_states(u, delta, A, B, C)
+    elif _materialises(u, A, MATERIALISE_BELOW_INFERENCE):
+        y = _outputs(_states(u, delta, A, B), C)
     else:
-        y = _scan_outputs_stepwise(u, delta, A, B, C)
+        y = _chunk_scan(u, delta, A, B, C)[0]
     if D is not None:
         y = y + D.to(work)[:, None] * u
     if z is not None:
@@ -111,32 +112,19 @@ def selective_scan_torch(
     return y.to(dtype)
 
 
-STATE_SLICE_BYTES = 16 * 2**20
+# Below these many state elements per position (B E N) the materialised path is faster: the chunk-sequential
+# path's L small Python steps cost more than the arithmetic they save (bench/bench_scan.py).
+MATERIALISE_BELOW_INFERENCE = 2048
+MATERIALISE_BELOW_TRAINING = 4096
+# ... as long as all states stay this small: glibc serves larger blocks with fresh mmap pages, whose faulting-in
+# on every call costs more than the arithmetic.
+MATERIALISED_STATE_BYTES = 16 * 2**20
 
 
-def _batch_slices(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> list[tuple[Tensor, ...]]:
-    """Split the batch so that each slice's [L, b, E, N] states stay under STATE_SLICE_BYTES.
-
-    glibc serves blocks over 32 MiB with fresh mmap pages, and faulting those in on every call cost more than
-    the arithmetic (3-4x slower training steps on CPU); smaller blocks are reused from the heap.
-    """
-    size = _slice_size(u, A)
-    return [(u[i : i + size], delta[i : i + size], A, B[i : i + size], C[i : i + size]) for i in range(0, len(u), size)]
-
-
-def _slice_size(u: Tensor, A: Tensor) -> int:
-    """Sequences per batch slice, so that a slice's states stay under STATE_SLICE_BYTES (at least one)."""
-    return max(1, STATE_SLICE_BYTES // _state_bytes(u[:1], A))
-
-
-def _state_bytes(u: Tensor, A: Tensor) -> int:
-    """Bytes of the [L, B, E, N] states of a scan over u [B, E, L]."""
-    return u.numel() * A.shape[1] * u.element_size()
-
-
-def _scan_outputs_with_states(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> Tensor:
-    """y = C . h for all positions, through the [L, B, E, N] states (materialised here, not kept)."""
-    return _outputs(_states(u, delta, A, B), C)
+def _materialises(u: Tensor, A: Tensor, below: int) -> bool:
+    """Whether a scan over u [B, E, L] is cheaper with all its [L, B, E, N] states materialised."""
+    per_position = u.shape[0] * u.shape[1] * A.shape[1]
+    return per_position < below and per_position * u.shape[2] * u.element_size() <= MATERIALISED_STATE_BYTES
 
 
 def _states(u: Tensor, delta: Tensor, A: Tensor, B: Tensor) -> tuple[_ScanPieces, Tensor]:
@@ -174,11 +162,11 @@ class _ScanPieces:
 
 
 class _SelectiveScan(torch.autograd.Function):
-    """y_l = C_l . h_l with h_l = exp(delta_l A) h_{l-1} + delta_l u_l B_l, differentiated by recomputation.
+    """y_l = C_l . h_l with h_l = exp(delta_l A) h_{l-1} + delta_l u_l B_l, with a hand-written backward.
 
-    Forward keeps only its inputs (all [B, E, L] or smaller); backward rebuilds the [L, B, E, N] states one batch
-    slice at a time and runs the adjoint scan beside them. So the states of a whole network are never held at
-    once: saved memory is O(L E) per scan instead of O(L E N), as with mamba-ssm's fused kernel.
+    Forward keeps its inputs (all [B, E, L] or smaller) and, on the chunk-sequential path, the state entering
+    each chunk; backward rebuilds the states chunk by chunk beside the adjoint scan. Small materialised scans
+    keep their states instead (rebuilding them would cost more than they weigh).
 
     The adjoint, with g_y the incoming gradient and a_l = exp(delta_l A), b_l = delta_l u_l B_l:
       g_h_l = g_y_l C_l + a_{l+1} g_h_{l+1}  (a reverse scan),   g_C_l = sum_e g_y_l h_l,
@@ -188,34 +176,32 @@ class _SelectiveScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(u, delta, A, B, C)
-        ctx.kept = None
+        ctx.materialised = _materialises(u, A, MATERIALISE_BELOW_TRAINING)
         with torch.autocast(u.device.type, enabled=False):  # the states stay in the inputs' float32 (or 64)
-            if _slice_size(u, A) >= len(u):
-                # Small enough for one slice: keep the states, recomputing them would cost more than they weigh.
+            if ctx.materialised:
                 ctx.kept = _states(u, delta, A, B)
+                ctx.save_for_backward(u, delta, A, B, C)
                 return _outputs(ctx.kept, C)
-            return torch.cat([_scan_outputs_with_states(*part) for part in _batch_slices(u, delta, A, B, C)])
+            y, checkpoints = _chunk_scan(u, delta, A, B, C, keep_checkpoints=True)
+        ctx.save_for_backward(u, delta, A, B, C, checkpoints)
+        return y
 
     @staticmethod
     def backward(ctx, grad_y: Tensor) -> tuple[Tensor, ...]:  # type: ignore[override]
-        u, delta, A, B, C = ctx.saved_tensors
-        size = _slice_size(u, A)
+        u, delta, A, B, C, *checkpoints = ctx.saved_tensors
+        grad_y = grad_y.to(u.dtype)
         with torch.autocast(u.device.type, enabled=False):
-            grads = [_scan_gradients(*(x[i : i + size] for x in (u, delta)), A,
-                                     *(x[i : i + size] for x in (B, C, grad_y.to(u.dtype))), kept=ctx.kept)
-                     for i in range(0, len(u), size)]
-        ctx.kept = None
-        grad_A = torch.stack([g[2] for g in grads]).sum(0)
-        return (torch.cat([g[0] for g in grads]), torch.cat([g[1] for g in grads]), grad_A,
-                torch.cat([g[3] for g in grads]), torch.cat([g[4] for g in grads]))
+            if ctx.materialised:  # the kept states are consumed; a second backward (retain_graph) rebuilds them
+                kept, ctx.kept = ctx.kept or _states(u, delta, A, B), None
+                return _materialised_gradients(u, delta, A, B, C, grad_y, kept)
+            return _chunk_scan_gradients(u, delta, A, B, C, grad_y, checkpoints[0])
 
 
-def _scan_gradients(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, grad_y: Tensor,
-                    kept: tuple[_ScanPieces, Tensor] | None = None) -> tuple[Tensor, ...]:
-    """Gradients of one batch slice (see _SelectiveScan), from the states kept by forward or recomputed; the
-    buffers are reused in place, so each is consumed here."""
-    pieces, history = kept or _states(u, delta, A, B)
+def _materialised_gradients(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, grad_y: Tensor,
+                            kept: tuple[_ScanPieces, Tensor]) -> tuple[Tensor, ...]:
+    """Gradients of a materialised scan (see _SelectiveScan) from the states its forward kept; the buffers are
+    reused in place, so they are consumed here."""
+    pieces, history = kept
     length = pieces.length
     grad_y_l, C_l, B_l = grad_y.permute(2, 0, 1), C.permute(2, 0, 1), B.permute(2, 0, 1)
     grad_C = torch.matmul(grad_y_l.unsqueeze(-2), history[1 : length + 1]).squeeze(-2)
@@ -238,25 +224,79 @@ def _scan_gradients(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, g
     )
 
 
-def _scan_outputs_stepwise(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> Tensor:
-    """The same outputs without gradients, stepping one position at a time on a single [B, E, N] state.
+def _chunk_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                keep_checkpoints: bool = False) -> tuple[Tensor, Tensor | None]:
+    """Outputs y [B, E, L] of the scan, stepping position by position on chunk-sized buffers that stay in cache.
 
-    Inference needs no stored states. Once they would pass STATE_SLICE_BYTES, never building the
-    [L, B, E, N] tensors is 2-3x faster on CPU (bench/bench_scan.py); below that, L small Python steps
-    cost more than the tensors save.
+    Decays and drives are computed for a whole chunk of CHUNK positions in one call each, the recurrence then
+    takes one fused multiply-add per position, and the outputs of the chunk are one batched matmul. With
+    `keep_checkpoints`, also returns the state entering every chunk, [num_chunks, B, E, N]: all that backward
+    needs to rebuild the states (1/CHUNK of them).
     """
     batch, inner, length = u.shape
-    delta_l = delta.permute(2, 0, 1).contiguous()
-    drive_l = (delta * u).permute(2, 0, 1).contiguous()
-    B_l, C_l = B.permute(2, 0, 1).contiguous(), C.permute(2, 0, 1).contiguous()
-    state = u.new_zeros(batch, inner, A.shape[1])
-    decay = torch.empty_like(state)
+    delta_l, scale_l = delta.permute(2, 0, 1), (delta * u).permute(2, 0, 1)
+    B_l, C_l = B.permute(2, 0, 1), C.permute(2, 0, 1)
+    num_chunks = -(-length // CHUNK)
+    checkpoints = u.new_empty(num_chunks, batch, inner, A.shape[1]) if keep_checkpoints else None
+    states = u.new_empty(CHUNK + 1, batch, inner, A.shape[1])  # states[0]: the state entering the chunk
+    states[0] = 0.0
+    decay, drive = torch.empty_like(states[1:]), torch.empty_like(states[1:])
     outputs = u.new_empty(length, batch, inner, 1)
-    for position in range(length):
-        torch.mul(delta_l[position].unsqueeze(-1), A, out=decay).exp_()
-        state.mul_(decay).addcmul_(drive_l[position].unsqueeze(-1), B_l[position].unsqueeze(1))
-        torch.matmul(state, C_l[position].unsqueeze(-1), out=outputs[position])
-    return outputs.squeeze(-1).permute(1, 2, 0)
+    for chunk, start in enumerate(range(0, length, CHUNK)):
+        stop = min(length, start + CHUNK)
+        size = stop - start
+        if checkpoints is not None:
+            checkpoints[chunk] = states[0]
+        torch.mul(delta_l[start:stop].unsqueeze(-1), A, out=decay[:size]).exp_()
+        torch.mul(scale_l[start:stop].unsqueeze(-1), B_l[start:stop].unsqueeze(2), out=drive[:size])
+        for step in range(size):
+            torch.addcmul(drive[step], decay[step], states[step], out=states[step + 1])
+        torch.matmul(states[1 : size + 1], C_l[start:stop].unsqueeze(-1), out=outputs[start:stop])
+        states[0] = states[size]
+    return outputs.squeeze(-1).permute(1, 2, 0), checkpoints
+
+
+def _chunk_scan_gradients(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, grad_y: Tensor,
+                          checkpoints: Tensor) -> tuple[Tensor, ...]:
+    """Gradients of the scan (see _SelectiveScan), chunk by chunk from the last: rebuild the chunk's states from
+    its checkpoint, run the adjoint recurrence back through it, then form the chunk's gradients in batched calls."""
+    batch, inner, length = u.shape
+    delta_l, u_l = delta.permute(2, 0, 1), u.permute(2, 0, 1)
+    scale_l = delta_l * u_l
+    B_l, C_l, grad_y_l = B.permute(2, 0, 1), C.permute(2, 0, 1), grad_y.permute(2, 0, 1)
+    buffer = (CHUNK + 1, batch, inner, A.shape[1])
+    states, decay, adjoint = u.new_empty(buffer), u.new_empty(buffer), u.new_zeros(buffer)
+    drive, decay_grad = u.new_empty(buffer[0] - 1, *buffer[1:]), u.new_empty(buffer[0] - 1, *buffer[1:])
+    decay[CHUNK] = 1.0  # decay[CHUNK], adjoint[CHUNK]: a and g_h of the first position of the later chunk
+    grad_scale, grad_delta = u.new_empty(length, batch, inner, 1), u.new_empty(length, batch, inner, 1)
+    grad_B, grad_C = u.new_empty(length, batch, 1, A.shape[1]), u.new_empty(length, batch, 1, A.shape[1])
+    grad_A = torch.zeros_like(A)
+    for chunk in range(len(checkpoints) - 1, -1, -1):
+        start = chunk * CHUNK
+        stop = min(length, start + CHUNK)
+        size = stop - start
+        torch.mul(delta_l[start:stop].unsqueeze(-1), A, out=decay[:size]).exp_()
+        torch.mul(scale_l[start:stop].unsqueeze(-1), B_l[start:stop].unsqueeze(2), out=drive[:size])
+        states[0] = checkpoints[chunk]  # states[i + 1] = h at position start + i
+        for step in range(size):
+            torch.addcmul(drive[step], decay[step], states[step], out=states[step + 1])
+        # g_h_l = g_y_l C_l + a_{l+1} g_h_{l+1}, the last position taking a and g_h from the later chunk
+        torch.mul(grad_y_l[start:stop].unsqueeze(-1), C_l[start:stop].unsqueeze(2), out=adjoint[:size])
+        adjoint[size - 1].addcmul_(decay[CHUNK], adjoint[CHUNK])
+        for step in range(size - 2, -1, -1):
+            adjoint[step].addcmul_(decay[step + 1], adjoint[step + 1])
+        adjoint[CHUNK], decay[CHUNK] = adjoint[0], decay[0]
+        grads = adjoint[:size]
+        torch.matmul(grad_y_l[start:stop].unsqueeze(-2), states[1 : size + 1], out=grad_C[start:stop])
+        torch.matmul(grads, B_l[start:stop].unsqueeze(-1), out=grad_scale[start:stop])
+        torch.matmul(scale_l[start:stop].unsqueeze(-2), grads, out=grad_B[start:stop])
+        torch.mul(grads, states[:size], out=decay_grad[:size]).mul_(decay[:size])  # g_a_l a_l
+        grad_A += (decay_grad[:size] * delta_l[start:stop].unsqueeze(-1)).sum((0, 1))
+        torch.sum(decay_grad[:size].mul_(A), -1, keepdim=True, out=grad_delta[start:stop])
+    grad_scale, grad_delta = grad_scale.squeeze(-1), grad_delta.squeeze(-1)
+    grad_delta += grad_scale * u_l
+    return ((grad_scale * delta_l).permute(1, 2, 0), grad_delta.permute(1, 2, 0), grad_A,
+            grad_B.squeeze(2).permute(1, 2, 0), grad_C.squeeze(2).permute(1, 2, 0))
 
 
 def selective_scan(u: Tensor, *args, **kwargs) -> Tensor:
