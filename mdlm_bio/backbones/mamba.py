@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .kernels import causal_conv1d_kernel, kernels_apply
-from .scan import selective_scan
+from .recompute import ScanCore, recomputed
+from .scan import materialises_in_training, selective_scan, selective_scan_torch
 
 
 def at_least_float32(x: Tensor) -> Tensor:
@@ -78,38 +79,70 @@ class Mamba(nn.Module):
         return F.silu(self.conv1d(x)[..., : x.shape[-1]])
 
     def forward(self, hidden: Tensor) -> Tensor:
-        x, z = self.in_proj(hidden).transpose(1, 2).chunk(2, dim=1)
+        if recomputes(self, hidden):
+            return recomputed(self._project_and_mix, hidden, list(self.parameters()))
+        return self._project_and_mix(hidden)
+
+    def _project_and_mix(self, hidden: Tensor, core: ScanCore | None = None) -> Tensor:
+        return self.out_proj(self.mix(self.in_proj(hidden), core))
+
+    def mix(self, xz: Tensor, core: ScanCore | None = None, reverse: bool = False) -> Tensor:
+        """From in_proj's output [B, L, 2E] to out_proj's input [B, L, E]: convolution, the selective scan
+        (with `core` as its recurrence, see ScanReplay) and the gate; with `reverse`, run along the flipped
+        sequence and return the result in the original order."""
+        if reverse:
+            xz = xz.flip(1)
+        x, z = xz.transpose(1, 2).chunk(2, dim=1)
         x = self.causal_conv(x)
         dt, B, C = self.x_proj(x.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.linear(dt, self.dt_proj.weight).transpose(1, 2)
-        y = selective_scan(
-            x,
-            delta,
-            -torch.exp(self.A_log.float()),
-            B.transpose(1, 2).contiguous(),
-            C.transpose(1, 2).contiguous(),
-            self.D.float(),
-            z=z,
-            delta_bias=self.dt_proj.bias.float(),
-            delta_softplus=True,
-        )
-        return self.out_proj(y.transpose(1, 2))
+        scan_args = (x, delta, -torch.exp(self.A_log.float()), B.transpose(1, 2).contiguous(),
+                     C.transpose(1, 2).contiguous(), self.D.float())
+        scan_kwargs = dict(z=z, delta_bias=self.dt_proj.bias.float(), delta_softplus=True)
+        if core is None:
+            y = selective_scan(*scan_args, **scan_kwargs)
+        else:
+            y = selective_scan_torch(*scan_args, **scan_kwargs, core=core)
+        return y.flip(2).transpose(1, 2) if reverse else y.transpose(1, 2)
+
+
+
+def recomputes(mamba: Mamba, hidden: Tensor) -> bool:
+    """Whether training a mixer on `hidden` [B, L, D] recomputes its activations in backward (see recompute.py):
+    on the torch scan whenever it keeps chunk checkpoints rather than all its states, i.e. where memory counts."""
+    work = torch.promote_types(hidden.dtype, torch.float32)
+    return (torch.is_grad_enabled() and not kernels_apply(hidden)
+            and not materialises_in_training(hidden.shape[0], mamba.d_inner, hidden.shape[1], mamba.d_state,
+                                             work.itemsize))
 
 
 class BiMamba(nn.Module):
     """Caduceus's bidirectional mixer: a forward Mamba plus one run on the flipped sequence, added.
 
     With weight tying the two directions share in_proj and out_proj (the bulk
-    of the parameters) and keep their own convolution and SSM parameters.
+    of the parameters) and keep their own convolution and SSM parameters. Both
+    projections act per position and out_proj has no bias, so then one in_proj
+    call serves both directions and one out_proj call takes their sum: half the
+    projection work, and one saved copy of each projection's input.
     """
 
     def __init__(self, d_model: int, weight_tie: bool = True, **mamba_kwargs) -> None:
         super().__init__()
         self.mamba_fwd = Mamba(d_model, **mamba_kwargs)
         self.mamba_rev = Mamba(d_model, **mamba_kwargs)
+        self.weight_tie = weight_tie
         if weight_tie:
             self.mamba_rev.in_proj = self.mamba_fwd.in_proj
             self.mamba_rev.out_proj = self.mamba_fwd.out_proj
 
     def forward(self, hidden: Tensor) -> Tensor:
-        return self.mamba_fwd(hidden) + self.mamba_rev(hidden.flip(1)).flip(1)
+        if recomputes(self.mamba_fwd, hidden):
+            return recomputed(self._both_directions, hidden, list(self.parameters()))
+        return self._both_directions(hidden)
+
+    def _both_directions(self, hidden: Tensor, core: ScanCore | None = None) -> Tensor:
+        if self.weight_tie:
+            xz = self.mamba_fwd.in_proj(hidden)
+            return self.mamba_fwd.out_proj(self.mamba_fwd.mix(xz, core) + self.mamba_rev.mix(xz, core, reverse=True))
+        return (self.mamba_fwd._project_and_mix(hidden, core)
+                + self.mamba_rev._project_and_mix(hidden.flip(1), core).flip(1))

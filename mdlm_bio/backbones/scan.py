@@ -11,6 +11,8 @@ Two exact paths, picked by shape (bench/bench_scan.py measures the crossover):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -84,13 +86,15 @@ def selective_scan_torch(
     z: Tensor | None = None,
     delta_bias: Tensor | None = None,
     delta_softplus: bool = False,
+    core: Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor] | None = None,
 ) -> Tensor:
     """Mamba's selective scan with mamba-ssm's argument layout.
 
     u, delta, z: [B, E, L]; A: [E, N]; B, C: [B, N, L]; D, delta_bias: [E].
     Zero-order hold for A (exp(delta A)) and Euler for B (delta B u), as in the
     reference implementation, so checkpoints trained with the kernels load here.
-    Runs in float32 at least, whatever the autocast dtype.
+    Runs in float32 at least, whatever the autocast dtype. `core` replaces the recurrence itself,
+    (u, softplus'd delta, A, B, C) -> C . h (see ScanReplay).
     """
     dtype = u.dtype
     work = torch.promote_types(u.dtype, torch.float32)
@@ -99,7 +103,9 @@ def selective_scan_torch(
         delta = delta + delta_bias.to(work)[:, None]
     if delta_softplus:
         delta = F.softplus(delta)
-    if torch.is_grad_enabled() and any(x.requires_grad for x in (u, delta, A, B, C)):
+    if core is not None:
+        y = core(u, delta, A, B, C)
+    elif torch.is_grad_enabled() and any(x.requires_grad for x in (u, delta, A, B, C)):
         y = _SelectiveScan.apply(u, delta, A, B, C)
     elif _materialises(u, A, MATERIALISE_BELOW_INFERENCE):
         y = _outputs(_states(u, delta, A, B), C)
@@ -123,8 +129,16 @@ MATERIALISED_STATE_BYTES = 16 * 2**20
 
 def _materialises(u: Tensor, A: Tensor, below: int) -> bool:
     """Whether a scan over u [B, E, L] is cheaper with all its [L, B, E, N] states materialised."""
-    per_position = u.shape[0] * u.shape[1] * A.shape[1]
-    return per_position < below and per_position * u.shape[2] * u.element_size() <= MATERIALISED_STATE_BYTES
+    return materialises_in_training(*u.shape, A.shape[1], u.element_size(), below)
+
+
+def materialises_in_training(batch: int, inner: int, length: int, state: int, element_size: int = 4,
+                             below: int | None = None) -> bool:
+    """Whether a differentiated scan of this shape keeps all its states (small ones do) rather than chunk
+    checkpoints; ScanReplay needs the latter."""
+    per_position = batch * inner * state
+    below = MATERIALISE_BELOW_TRAINING if below is None else below
+    return per_position < below and per_position * length * element_size <= MATERIALISED_STATE_BYTES
 
 
 def _states(u: Tensor, delta: Tensor, A: Tensor, B: Tensor) -> tuple[_ScanPieces, Tensor]:
@@ -297,6 +311,46 @@ def _chunk_scan_gradients(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Ten
     grad_delta += grad_scale * u_l
     return ((grad_scale * delta_l).permute(1, 2, 0), grad_delta.permute(1, 2, 0), grad_A,
             grad_B.squeeze(2).permute(1, 2, 0), grad_C.squeeze(2).permute(1, 2, 0))
+
+
+class ScanReplay:
+    """The recurrence of one scan, run once and differentiated later without running it again.
+
+    `record` (a `core` for selective_scan_torch, without gradients) runs the chunk-sequential scan and keeps
+    its outputs and chunk checkpoints; `replay` (the same `core`, in a recomputation with gradients) returns
+    the kept outputs at no cost and differentiates them from the checkpoints. So a layer can recompute its
+    cheap activations in backward instead of saving them, and the scan still runs once forward and once
+    backward.
+    """
+
+    def __init__(self) -> None:
+        self.outputs: Tensor | None = None
+        self.checkpoints: Tensor | None = None
+
+    def record(self, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> Tensor:
+        self.outputs, self.checkpoints = _chunk_scan(u, delta, A, B, C, keep_checkpoints=True)
+        return self.outputs
+
+    def replay(self, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> Tensor:
+        if self.outputs is None or self.checkpoints is None:
+            raise RuntimeError("ScanReplay.replay before record")
+        return _ReplayedScan.apply(u, delta, A, B, C, self.outputs, self.checkpoints)
+
+
+class _ReplayedScan(torch.autograd.Function):
+    """Recorded outputs as a differentiable function of the scan's inputs (see ScanReplay)."""
+
+    @staticmethod
+    def forward(ctx, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,  # type: ignore[override]
+                outputs: Tensor, checkpoints: Tensor) -> Tensor:
+        ctx.save_for_backward(u, delta, A, B, C, checkpoints)
+        return outputs
+
+    @staticmethod
+    def backward(ctx, grad_y: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        u, delta, A, B, C, checkpoints = ctx.saved_tensors
+        with torch.autocast(u.device.type, enabled=False):
+            return *_chunk_scan_gradients(u, delta, A, B, C, grad_y.to(u.dtype), checkpoints), None, None
 
 
 def selective_scan(u: Tensor, *args, **kwargs) -> Tensor:
