@@ -28,7 +28,9 @@ def test_a_format_1_checkpoint_loads_to_the_same_logits():
     expected = torch.load(FIXTURES / "checkpoint_format_1_logits.pt", weights_only=True)
     with torch.no_grad():
         logits = model.module.denoiser(expected["tokens"], expected["t"])
-    torch.testing.assert_close(logits, expected["logits"], rtol=0, atol=0)
+    # Float32 rounding only: the same model, though later speedups may reorder its arithmetic (BiMamba's one
+    # out_proj call for both directions moved these logits by 5e-8).
+    torch.testing.assert_close(logits, expected["logits"], rtol=1e-5, atol=1e-6)
     assert (model.module.mask_id, model.context) == (3, 32)
 
 

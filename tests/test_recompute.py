@@ -12,10 +12,13 @@ from mdlm_bio.backbones.mamba import BiMamba, Mamba
 from mdlm_bio.backbones.scan import ScanReplay
 
 
-@pytest.fixture
-def chunk_sequential(monkeypatch):
-    """Every differentiated scan takes the chunk-sequential path, so mixers recompute (as at real sizes)."""
+@pytest.fixture(params=["compiled scan", "torch scan"])
+def chunk_sequential(request, monkeypatch):
+    """Every differentiated scan takes the chunk-sequential path (compiled or torch), so mixers recompute (as
+    at real sizes)."""
     monkeypatch.setattr(scan_module, "MATERIALISE_BELOW_TRAINING", 0)
+    if request.param == "torch scan":
+        monkeypatch.setenv("MDLM_BIO_NATIVE_SCAN", "off")
 
 
 def mixers() -> dict[str, torch.nn.Module]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from reference_models import naive_selective_scan
 
 from mdlm_bio.backbones import scan as scan_module
+from mdlm_bio.backbones import scan_native
 from mdlm_bio.backbones.scan import linear_recurrence, selective_scan, selective_scan_torch
 
 
@@ -47,14 +50,22 @@ def test_linear_recurrence_matches_sequential_loop(length, reverse):
 
 
 def force_path(monkeypatch, path: str) -> None:
-    """Make selective_scan_torch take one path whatever the shape: never or always materialise the states."""
+    """Make selective_scan_torch take one path whatever the shape: the compiled scan, or the torch scan that
+    never or always materialises the states."""
+    if path == "compiled":
+        if not scan_native.applies(torch.zeros(1, 1, 1), torch.zeros(1, 1)):
+            if os.environ.get("MDLM_BIO_REQUIRE_NATIVE_SCAN"):
+                pytest.fail("the compiled selective scan did not build (MDLM_BIO_REQUIRE_NATIVE_SCAN is set)")
+            pytest.skip("the compiled selective scan did not build here (no C compiler, OpenMP or libmvec)")
+        return
+    monkeypatch.setenv("MDLM_BIO_NATIVE_SCAN", "off")
     threshold = 2**62 if path == "materialised" else 0
     monkeypatch.setattr(scan_module, "MATERIALISE_BELOW_INFERENCE", threshold)
     monkeypatch.setattr(scan_module, "MATERIALISE_BELOW_TRAINING", threshold)
     monkeypatch.setattr(scan_module, "MATERIALISED_STATE_BYTES", 2**62)
 
 
-PATHS = ["chunk-sequential", "materialised"]
+PATHS = ["compiled", "chunk-sequential", "materialised"]
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -93,8 +104,9 @@ def test_selective_scan_gradients_match_naive_float64(path, length, monkeypatch)
             torch.testing.assert_close(a, e, rtol=1e-9, atol=1e-9, msg=lambda m: f"{name}: {m}")
 
 
-def test_path_choice_follows_state_size():
+def test_path_choice_follows_state_size(monkeypatch):
     """Tiny states per position materialise; wide ones, or too many positions, step through chunks."""
+    monkeypatch.setenv("MDLM_BIO_NATIVE_SCAN", "off")
     u, A = torch.zeros(2, 64, 256), torch.zeros(64, 8)  # 1024 state elements per position
     assert scan_module._materialises(u, A, scan_module.MATERIALISE_BELOW_INFERENCE)
     assert not scan_module._materialises(torch.zeros(32, 64, 256), A, scan_module.MATERIALISE_BELOW_INFERENCE)
@@ -116,3 +128,27 @@ def test_mamba_ssm_kernel_matches_torch_scan():
     torch.testing.assert_close(
         selective_scan(**args, delta_softplus=True), selective_scan_torch(**args, delta_softplus=True), rtol=1e-3, atol=1e-3
     )
+
+
+def test_compiled_scan_falls_back_to_torch_with_one_warning_when_it_cannot_build(tmp_path, monkeypatch):
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    scan_native._library.cache_clear()
+    try:
+        args = scan_inputs(length=40)
+        with pytest.warns(RuntimeWarning, match="compiled selective scan is unavailable.*no C compiler"):
+            assert not scan_native.applies(args["u"], args["A"])
+        torch.testing.assert_close(selective_scan_torch(**args, delta_softplus=True), naive_selective_scan(**args),
+                                   rtol=1e-10, atol=1e-10)
+    finally:
+        scan_native._library.cache_clear()
+
+
+def test_compiled_scan_can_be_switched_off(monkeypatch):
+    monkeypatch.setenv("MDLM_BIO_NATIVE_SCAN", "off")
+    assert not scan_native.applies(torch.zeros(1, 1, 1), torch.zeros(1, 1))
+
+
+def test_compiled_scan_leaves_wide_states_and_other_dtypes_to_torch():
+    assert not scan_native.applies(torch.zeros(1, 1, 1), torch.zeros(1, scan_native.MAX_STATE + 1))
+    assert not scan_native.applies(torch.zeros(1, 1, 1, dtype=torch.bfloat16), torch.zeros(1, 1))

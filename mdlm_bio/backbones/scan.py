@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import scan_native
 from .kernels import kernels_apply, selective_scan_kernel
 
 CHUNK = 32
@@ -128,8 +129,9 @@ MATERIALISED_STATE_BYTES = 16 * 2**20
 
 
 def _materialises(u: Tensor, A: Tensor, below: int) -> bool:
-    """Whether a scan over u [B, E, L] is cheaper with all its [L, B, E, N] states materialised."""
-    return materialises_in_training(*u.shape, A.shape[1], u.element_size(), below)
+    """Whether a scan over u [B, E, L] is cheaper with all its [L, B, E, N] states materialised (never when the
+    compiled scan applies)."""
+    return not scan_native.applies(u, A) and materialises_in_training(*u.shape, A.shape[1], u.element_size(), below)
 
 
 def materialises_in_training(batch: int, inner: int, length: int, state: int, element_size: int = 4,
@@ -240,6 +242,22 @@ def _materialised_gradients(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: T
 
 def _chunk_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                 keep_checkpoints: bool = False) -> tuple[Tensor, Tensor | None]:
+    """The chunk-sequential scan: compiled (scan_native) where it applies, else in torch."""
+    if scan_native.applies(u, A):
+        return scan_native.chunk_scan(u, delta, A, B, C, keep_checkpoints)
+    return _chunk_scan_torch(u, delta, A, B, C, keep_checkpoints)
+
+
+def _chunk_scan_gradients(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, grad_y: Tensor,
+                          checkpoints: Tensor) -> tuple[Tensor, ...]:
+    """Gradients of _chunk_scan: compiled (scan_native) where it applies, else in torch."""
+    if scan_native.applies(u, A):
+        return scan_native.chunk_scan_gradients(u, delta, A, B, C, grad_y, checkpoints)
+    return _chunk_scan_gradients_torch(u, delta, A, B, C, grad_y, checkpoints)
+
+
+def _chunk_scan_torch(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                      keep_checkpoints: bool = False) -> tuple[Tensor, Tensor | None]:
     """Outputs y [B, E, L] of the scan, stepping position by position on chunk-sized buffers that stay in cache.
 
     Decays and drives are computed for a whole chunk of CHUNK positions in one call each, the recurrence then
@@ -270,8 +288,8 @@ def _chunk_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
     return outputs.squeeze(-1).permute(1, 2, 0), checkpoints
 
 
-def _chunk_scan_gradients(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, grad_y: Tensor,
-                          checkpoints: Tensor) -> tuple[Tensor, ...]:
+def _chunk_scan_gradients_torch(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, grad_y: Tensor,
+                                checkpoints: Tensor) -> tuple[Tensor, ...]:
     """Gradients of the scan (see _SelectiveScan), chunk by chunk from the last: rebuild the chunk's states from
     its checkpoint, run the adjoint recurrence back through it, then form the chunk's gradients in batched calls."""
     batch, inner, length = u.shape

@@ -1,0 +1,42 @@
+/* Mamba's selective scan on the CPU, forward and backward, compiled on the user's machine by scan_native.py.
+ *
+ * The same algorithm as the chunk-sequential torch path in scan.py, with the same checkpoints (the state
+ * entering every chunk of CHUNK positions), but each (sequence, channel) row runs its recurrence with the
+ * N-wide state in registers, so no [chunk, B, E, N] buffer ever reaches memory. Rows are independent and
+ * shared across OpenMP threads; sums over channels (the gradients of B and C) go to per-thread buffers.
+ *
+ * Layouts (all contiguous): forward u, delta, y: [B, L, E] and A transposed, [N, E]; backward u, delta,
+ * grad_y, grad_u, grad_delta: [B, E, L] and A, grad_A: [E, N]; Bm, Cm, grad_B, grad_C: [B, L, N] (so one
+ * position's N values are adjacent); checkpoints: [num_chunks, B, E, N]. Compiled twice, for float
+ * (suffix _f32) and double (_f64).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* glibc's libmvec has vector versions of exp (4 ulp at most); declaring them lets the loops over the state
+ * vectorise without -ffast-math, which would also switch the whole process to flush-to-zero. */
+#pragma omp declare simd notinbranch
+extern float expf(float);
+#pragma omp declare simd notinbranch
+extern double exp(double);
+
+#define CHUNK 32
+#define MAX_STATE 64
+#define LANES 16 /* channels per vector step of the forward scan */
+
+#define CAT(a, b) a##b
+#define NAME(base, suffix) CAT(base, suffix)
+
+#define REAL float
+#define EXP expf
+#define SUFFIX _f32
+#include "selective_scan_body.h"
+#undef REAL
+#undef EXP
+#undef SUFFIX
+
+#define REAL double
+#define EXP exp
+#define SUFFIX _f64
+#include "selective_scan_body.h"
