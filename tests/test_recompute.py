@@ -14,8 +14,9 @@ from mdlm_bio.backbones.scan import ScanReplay
 
 @pytest.fixture(params=["compiled scan", "torch scan"])
 def chunk_sequential(request, monkeypatch):
-    """Every differentiated scan takes the chunk-sequential path (compiled or torch), so mixers recompute (as
-    at real sizes)."""
+    """Mixers recompute whatever their size (as at real sizes), and every differentiated scan takes the
+    chunk-sequential path, compiled or in torch."""
+    monkeypatch.setattr(mamba_module, "RECOMPUTE_FROM_BYTES", 0)
     monkeypatch.setattr(scan_module, "MATERIALISE_BELOW_TRAINING", 0)
     if request.param == "torch scan":
         monkeypatch.setenv("MDLM_BIO_NATIVE_SCAN", "off")
@@ -80,11 +81,12 @@ def test_recomputing_bimamba_saves_its_input_and_the_scans_outputs_only(chunk_se
     assert recomputed < 0.4 * saved_bytes(module, hidden)
 
 
-def test_inference_and_small_scans_do_not_recompute():
-    module, hidden = mixers()["mamba"], torch.randn(2, 40, 8)
-    assert not mamba_module.recomputes(module, hidden)  # small enough to keep all its states
+def test_only_training_with_large_activations_recomputes():
+    module = Mamba(32)  # d_inner 64: 12 saved [B, 64, L] float32 activations weigh 3 KiB per sequence position
+    assert not mamba_module.recomputes(module, torch.randn(16, 128, 32))  # the demo's batch: 6 MiB
+    assert mamba_module.recomputes(module, torch.randn(16, 1024, 32))  # 48 MiB
     with torch.no_grad():
-        assert not mamba_module.recomputes(module, torch.randn(2, 4096, 8))
+        assert not mamba_module.recomputes(module, torch.randn(16, 1024, 32))
 
 
 def test_scan_replay_refuses_to_replay_what_it_never_recorded():

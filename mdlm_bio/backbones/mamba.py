@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from .kernels import causal_conv1d_kernel, kernels_apply
 from .recompute import ScanCore, recomputed
-from .scan import materialises_in_training, selective_scan, selective_scan_torch
+from .scan import selective_scan, selective_scan_torch
 
 
 def at_least_float32(x: Tensor) -> Tensor:
@@ -107,13 +107,18 @@ class Mamba(nn.Module):
 
 
 
+# Recompute a mixer's activations in backward once plain autograd would save this much for it: recomputing
+# costs an extra pass over the cheap layers, which only pays where memory is the limit.
+RECOMPUTE_FROM_BYTES = 32 * 2**20
+SAVED_ACTIVATIONS = 12  # about this many [B, E, L] tensors per direction, saved by plain autograd
+
+
 def recomputes(mamba: Mamba, hidden: Tensor) -> bool:
     """Whether training a mixer on `hidden` [B, L, D] recomputes its activations in backward (see recompute.py):
-    on the torch scan whenever it keeps chunk checkpoints rather than all its states, i.e. where memory counts."""
+    on the torch scan (not mamba-ssm's kernel, which saves little), where they would weigh RECOMPUTE_FROM_BYTES."""
     work = torch.promote_types(hidden.dtype, torch.float32)
-    return (torch.is_grad_enabled() and not kernels_apply(hidden)
-            and not materialises_in_training(hidden.shape[0], mamba.d_inner, hidden.shape[1], mamba.d_state,
-                                             work.itemsize))
+    saved = SAVED_ACTIVATIONS * hidden.shape[0] * hidden.shape[1] * mamba.d_inner * work.itemsize
+    return torch.is_grad_enabled() and not kernels_apply(hidden) and saved >= RECOMPUTE_FROM_BYTES
 
 
 class BiMamba(nn.Module):

@@ -131,16 +131,10 @@ MATERIALISED_STATE_BYTES = 16 * 2**20
 def _materialises(u: Tensor, A: Tensor, below: int) -> bool:
     """Whether a scan over u [B, E, L] is cheaper with all its [L, B, E, N] states materialised (never when the
     compiled scan applies)."""
-    return not scan_native.applies(u, A) and materialises_in_training(*u.shape, A.shape[1], u.element_size(), below)
-
-
-def materialises_in_training(batch: int, inner: int, length: int, state: int, element_size: int = 4,
-                             below: int | None = None) -> bool:
-    """Whether a differentiated scan of this shape keeps all its states (small ones do) rather than chunk
-    checkpoints; ScanReplay needs the latter."""
-    per_position = batch * inner * state
-    below = MATERIALISE_BELOW_TRAINING if below is None else below
-    return per_position < below and per_position * length * element_size <= MATERIALISED_STATE_BYTES
+    if scan_native.applies(u, A):
+        return False
+    per_position = u.shape[0] * u.shape[1] * A.shape[1]
+    return per_position < below and per_position * u.shape[2] * u.element_size() <= MATERIALISED_STATE_BYTES
 
 
 def _states(u: Tensor, delta: Tensor, A: Tensor, B: Tensor) -> tuple[_ScanPieces, Tensor]:

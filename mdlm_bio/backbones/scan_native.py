@@ -115,13 +115,14 @@ def chunk_scan_gradients(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tens
                          checkpoints: Tensor) -> tuple[Tensor, ...]:
     """scan._chunk_scan_gradients, compiled: gradients for (u, delta, A, B, C)."""
     batch, inner, length = u.shape
-    u, delta, A, grad_y = u.contiguous(), delta.contiguous(), A.contiguous(), grad_y.contiguous()
-    B_l, C_l = B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous()
-    grad_u, grad_delta, grad_A = torch.empty_like(u), torch.empty_like(u), torch.empty_like(A)
+    u_l, delta_l, grad_y_l = (x.transpose(1, 2).contiguous() for x in (u, delta, grad_y))
+    B_l, C_l, A_t = B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous(), A.t().contiguous()
+    grad_u, grad_delta, grad_A = torch.empty_like(u_l), torch.empty_like(u_l), torch.empty_like(A_t)
     grad_B, grad_C = torch.empty_like(B_l), torch.empty_like(C_l)
     getattr(_library(), "scan_backward" + _TYPES[u.dtype])(
-        *(_pointer(t) for t in (u, delta, A, B_l, C_l, grad_y, checkpoints.contiguous(), grad_u, grad_delta,
+        *(_pointer(t) for t in (u_l, delta_l, A_t, B_l, C_l, grad_y_l, checkpoints.contiguous(), grad_u, grad_delta,
                                 grad_A, grad_B, grad_C)),
         ctypes.c_long(batch), ctypes.c_long(inner), ctypes.c_long(length), ctypes.c_long(A.shape[1]),
         ctypes.c_int(torch.get_num_threads()))
-    return grad_u, grad_delta, grad_A, grad_B.transpose(1, 2), grad_C.transpose(1, 2)
+    return (grad_u.transpose(1, 2), grad_delta.transpose(1, 2), grad_A.t(), grad_B.transpose(1, 2),
+            grad_C.transpose(1, 2))

@@ -1,14 +1,14 @@
 /* Mamba's selective scan on the CPU, forward and backward, compiled on the user's machine by scan_native.py.
  *
  * The same algorithm as the chunk-sequential torch path in scan.py, with the same checkpoints (the state
- * entering every chunk of CHUNK positions), but each (sequence, channel) row runs its recurrence with the
- * N-wide state in registers, so no [chunk, B, E, N] buffer ever reaches memory. Rows are independent and
- * shared across OpenMP threads; sums over channels (the gradients of B and C) go to per-thread buffers.
+ * entering every chunk of CHUNK positions), but each block of LANES channels of one sequence runs its
+ * recurrence with vertical vector arithmetic on a state that stays in cache. Blocks are independent and
+ * shared across OpenMP threads; sums over blocks (the gradients of A, B and C) go to per-thread buffers.
  *
- * Layouts (all contiguous): forward u, delta, y: [B, L, E] and A transposed, [N, E]; backward u, delta,
- * grad_y, grad_u, grad_delta: [B, E, L] and A, grad_A: [E, N]; Bm, Cm, grad_B, grad_C: [B, L, N] (so one
- * position's N values are adjacent); checkpoints: [num_chunks, B, E, N]. Compiled twice, for float
- * (suffix _f32) and double (_f64).
+ * Layouts (all contiguous and length-major, so that LANES channels of one position are adjacent and one
+ * position's N values are too): u, delta, y, grad_y, grad_u, grad_delta: [B, L, E]; A and its gradient
+ * transposed, [N, E]; Bm, Cm, grad_B, grad_C: [B, L, N]; checkpoints: [num_chunks, B, E, N]. Compiled twice,
+ * for float (suffix _f32) and double (_f64).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -23,7 +23,7 @@ extern double exp(double);
 
 #define CHUNK 32
 #define MAX_STATE 64
-#define LANES 16 /* channels per vector step of the forward scan */
+#define LANES 16 /* channels per vector step */
 
 #define CAT(a, b) a##b
 #define NAME(base, suffix) CAT(base, suffix)

@@ -41,72 +41,90 @@ void NAME(scan_forward, SUFFIX)(const REAL *u, const REAL *delta, const REAL *At
 }
 
 /* Gradients of the scan given grad_y, chunk by chunk from the last, each chunk's states rebuilt from its
- * checkpoint (see _SelectiveScan in scan.py for the adjoint). grad_A, grad_B and grad_C are overwritten. */
-void NAME(scan_backward, SUFFIX)(const REAL *u, const REAL *delta, const REAL *A, const REAL *Bm, const REAL *Cm,
+ * checkpoint (see _SelectiveScan in scan.py for the adjoint). Length-major and vectorised across channels like
+ * the forward; grad_At is [N, E]. grad_At, grad_B and grad_C are overwritten. */
+void NAME(scan_backward, SUFFIX)(const REAL *u, const REAL *delta, const REAL *At, const REAL *Bm, const REAL *Cm,
                                  const REAL *grad_y, const REAL *checkpoints, REAL *grad_u, REAL *grad_delta,
-                                 REAL *grad_A, REAL *grad_B, REAL *grad_C, long batch, long inner, long length,
+                                 REAL *grad_At, REAL *grad_B, REAL *grad_C, long batch, long inner, long length,
                                  long state, int threads) {
-    const long chunks = (length + CHUNK - 1) / CHUNK;
-    memset(grad_A, 0, inner * state * sizeof(REAL));
+    const long chunks = (length + CHUNK - 1) / CHUNK, blocks = (inner + LANES - 1) / LANES;
+    memset(grad_At, 0, inner * state * sizeof(REAL));
     memset(grad_B, 0, batch * length * state * sizeof(REAL));
     memset(grad_C, 0, batch * length * state * sizeof(REAL));
 #pragma omp parallel num_threads(threads)
     {
-        /* this thread's share of the sums over rows: grad_A over sequences, grad_B and grad_C over channels */
+        /* this thread's share of the sums: grad_A over sequences, grad_B and grad_C over channels */
         REAL *own_A = calloc(inner * state, sizeof(REAL));
         REAL *own_B = calloc(batch * length * state, sizeof(REAL));
         REAL *own_C = calloc(batch * length * state, sizeof(REAL));
+        /* one chunk's states (with the one entering it) and decays, [position][n][lane] */
+        REAL *states = malloc((CHUNK + 1) * state * LANES * sizeof(REAL));
+        REAL *decays = malloc(CHUNK * state * LANES * sizeof(REAL));
 #pragma omp for schedule(static)
-        for (long row = 0; row < batch * inner; row++) {
-            const long b = row / inner, e = row % inner;
-            const REAL *u_row = u + row * length, *delta_row = delta + row * length, *A_row = A + e * state;
-            const REAL *B_seq = Bm + b * length * state, *C_seq = Cm + b * length * state;
-            const REAL *grad_y_row = grad_y + row * length;
-            REAL *own_B_seq = own_B + b * length * state, *own_C_seq = own_C + b * length * state;
-            REAL *own_A_row = own_A + e * state;
-            REAL states[(CHUNK + 1) * MAX_STATE], decays[CHUNK * MAX_STATE];
-            REAL adjoint[MAX_STATE], next_decay[MAX_STATE];
-            for (long n = 0; n < state; n++) adjoint[n] = next_decay[n] = 0;
+        for (long job = 0; job < batch * blocks; job++) {
+            const long b = job / blocks, first = (job % blocks) * LANES;
+            const long lanes = inner - first < LANES ? inner - first : LANES;
+            REAL adjoint[MAX_STATE][LANES], next_decay[MAX_STATE][LANES], scale[LANES], g_scale[LANES], g_step[LANES];
+            for (long n = 0; n < state; n++)
+                for (long j = 0; j < LANES; j++) adjoint[n][j] = next_decay[n][j] = 0;
             for (long chunk = chunks - 1; chunk >= 0; chunk--) {
                 const long start = chunk * CHUNK, size = length - start < CHUNK ? length - start : CHUNK;
-                memcpy(states, checkpoints + (chunk * batch * inner + row) * state, state * sizeof(REAL));
+                for (long j = 0; j < lanes; j++)
+                    for (long n = 0; n < state; n++)
+                        states[n * LANES + j] = checkpoints[(chunk * batch * inner + b * inner + first + j) * state + n];
                 for (long i = 0; i < size; i++) {
-                    const long l = start + i;
-                    const REAL step = delta_row[l], scale = step * u_row[l];
-                    const REAL *B_l = B_seq + l * state;
-                    REAL *h = states + (i + 1) * state, *h_prev = states + i * state, *a = decays + i * state;
-#pragma omp simd
+                    const long at = (b * length + start + i) * inner + first;
+                    const REAL *B_l = Bm + (b * length + start + i) * state;
+                    for (long j = 0; j < lanes; j++) scale[j] = delta[at + j] * u[at + j];
                     for (long n = 0; n < state; n++) {
-                        a[n] = EXP(step * A_row[n]);
-                        h[n] = a[n] * h_prev[n] + scale * B_l[n];
+                        const REAL *A_n = At + n * inner + first, *h_prev = states + (i * state + n) * LANES;
+                        REAL *h = states + ((i + 1) * state + n) * LANES, *a = decays + (i * state + n) * LANES;
+                        const REAL B_n = B_l[n];
+#pragma omp simd
+                        for (long j = 0; j < lanes; j++) {
+                            a[j] = EXP(delta[at + j] * A_n[j]);
+                            h[j] = a[j] * h_prev[j] + scale[j] * B_n;
+                        }
                     }
                 }
                 for (long i = size - 1; i >= 0; i--) {
-                    const long l = start + i;
-                    const REAL step = delta_row[l], scale = step * u_row[l], g_y = grad_y_row[l];
-                    const REAL *B_l = B_seq + l * state, *C_l = C_seq + l * state;
-                    const REAL *h = states + (i + 1) * state, *h_prev = states + i * state, *a = decays + i * state;
-                    REAL *own_B_l = own_B_seq + l * state, *own_C_l = own_C_seq + l * state;
-                    REAL g_scale = 0, g_step = 0;
-#pragma omp simd reduction(+ : g_scale, g_step)
-                    for (long n = 0; n < state; n++) {
-                        adjoint[n] = g_y * C_l[n] + next_decay[n] * adjoint[n];
-                        own_C_l[n] += g_y * h[n];
-                        g_scale += adjoint[n] * B_l[n];
-                        own_B_l[n] += scale * adjoint[n];
-                        const REAL g_decay = adjoint[n] * h_prev[n] * a[n];
-                        own_A_row[n] += g_decay * step;
-                        g_step += g_decay * A_row[n];
-                        next_decay[n] = a[n];
+                    const long l = start + i, at = (b * length + l) * inner + first;
+                    const REAL *B_l = Bm + (b * length + l) * state, *C_l = Cm + (b * length + l) * state;
+                    const REAL *g_y = grad_y + at, *step = delta + at;
+                    for (long j = 0; j < lanes; j++) {
+                        scale[j] = step[j] * u[at + j];
+                        g_scale[j] = g_step[j] = 0;
                     }
-                    grad_delta[row * length + l] = g_step + g_scale * u_row[l];
-                    grad_u[row * length + l] = g_scale * step;
+                    for (long n = 0; n < state; n++) {
+                        const REAL *A_n = At + n * inner + first, *h = states + ((i + 1) * state + n) * LANES;
+                        const REAL *h_prev = states + (i * state + n) * LANES, *a = decays + (i * state + n) * LANES;
+                        const REAL B_n = B_l[n], C_n = C_l[n];
+                        REAL *adjoint_n = adjoint[n], *next_n = next_decay[n], *own_A_n = own_A + n * inner + first;
+                        REAL sum_B = 0, sum_C = 0;
+#pragma omp simd reduction(+ : sum_B, sum_C)
+                        for (long j = 0; j < lanes; j++) {
+                            adjoint_n[j] = g_y[j] * C_n + next_n[j] * adjoint_n[j];
+                            sum_C += g_y[j] * h[j];
+                            g_scale[j] += adjoint_n[j] * B_n;
+                            sum_B += scale[j] * adjoint_n[j];
+                            const REAL g_decay = adjoint_n[j] * h_prev[j] * a[j];
+                            own_A_n[j] += g_decay * step[j];
+                            g_step[j] += g_decay * A_n[j];
+                            next_n[j] = a[j];
+                        }
+                        own_B[(b * length + l) * state + n] += sum_B;
+                        own_C[(b * length + l) * state + n] += sum_C;
+                    }
+                    for (long j = 0; j < lanes; j++) {
+                        grad_delta[at + j] = g_step[j] + g_scale[j] * u[at + j];
+                        grad_u[at + j] = g_scale[j] * step[j];
+                    }
                 }
             }
         }
 #pragma omp critical
         {
-            for (long i = 0; i < inner * state; i++) grad_A[i] += own_A[i];
+            for (long i = 0; i < inner * state; i++) grad_At[i] += own_A[i];
             for (long i = 0; i < batch * length * state; i++) {
                 grad_B[i] += own_B[i];
                 grad_C[i] += own_C[i];
@@ -115,5 +133,7 @@ void NAME(scan_backward, SUFFIX)(const REAL *u, const REAL *delta, const REAL *A
         free(own_A);
         free(own_B);
         free(own_C);
+        free(states);
+        free(decays);
     }
 }
