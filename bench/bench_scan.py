@@ -1,11 +1,11 @@
 """Selective-scan speed, two tables, each as ratios against a baseline measured in the same run.
 
-1. Training (forward + backward): selective_scan_torch (the path it picks) vs a position-by-position torch
-   loop, with the activation memory saved for backward (bytes of tensors autograd keeps, measured with
-   saved-tensor hooks). On CUDA with mamba-ssm installed it adds the fused kernel.
-2. Path choice: the materialised path vs the chunk-sequential one, forced, for training and inference at
-   several batch sizes: where the crossover that selective_scan_torch uses lies (B E N state elements per
-   position; see MATERIALISE_BELOW_* in mdlm_bio/backbones/scan.py).
+1. Training (forward + backward): the torch scan (the path it picks) and the compiled scan (scan_native, where
+   it builds) vs a position-by-position torch loop, with the activation memory saved for backward (bytes of
+   tensors autograd keeps, measured with saved-tensor hooks). On CUDA with mamba-ssm it adds the fused kernel.
+2. Path choice of the torch scan: the materialised path vs the chunk-sequential one, forced, for training and
+   inference at several batch sizes: where the crossover that selective_scan_torch uses lies (B E N state
+   elements per position; see MATERIALISE_BELOW_* in mdlm_bio/backbones/scan.py).
 
     python bench/bench_scan.py --lengths 1024 4096 --json scan.json
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import time
 from collections.abc import Iterator
 
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from harness import synchronize, write_json
 
-from mdlm_bio.backbones import scan
+from mdlm_bio.backbones import scan, scan_native
 from mdlm_bio.backbones.kernels import selective_scan_kernel
 from mdlm_bio.backbones.scan import selective_scan_torch
 
@@ -85,7 +86,9 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
-    implementations = {"torch loop (baseline)": loop_scan, "chunked scan": selective_scan_torch}
+    implementations = {"torch loop (baseline)": loop_scan, "torch scan": torch_scan}
+    if args.device == "cpu" and scan_native.applies(torch.zeros(1, 1, 1), torch.zeros(1, 1)):
+        implementations["compiled scan"] = selective_scan_torch
     if args.device == "cuda" and selective_scan_kernel() is not None:
         implementations["mamba-ssm kernel"] = selective_scan_kernel()
     rows = []
@@ -113,15 +116,35 @@ def main() -> None:
               f"{r['chunk_sequential_s']:>13.4f}{r['speedup']:>9.2f}{r['picked']:>15}")
 
 
+def torch_scan(*args, **kwargs) -> torch.Tensor:
+    """selective_scan_torch with the compiled scan switched off."""
+    with compiled_scan_off():
+        return selective_scan_torch(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def compiled_scan_off() -> Iterator[None]:
+    saved = os.environ.get("MDLM_BIO_NATIVE_SCAN")
+    os.environ["MDLM_BIO_NATIVE_SCAN"] = "off"
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["MDLM_BIO_NATIVE_SCAN"]
+        else:
+            os.environ["MDLM_BIO_NATIVE_SCAN"] = saved
+
+
 @contextlib.contextmanager
 def forced_path(materialise: bool) -> Iterator[None]:
-    """Make selective_scan_torch take one path whatever the shape."""
+    """Make selective_scan_torch take one torch path whatever the shape (the compiled scan off)."""
     saved = scan.MATERIALISE_BELOW_INFERENCE, scan.MATERIALISE_BELOW_TRAINING, scan.MATERIALISED_STATE_BYTES
     threshold = 2**62 if materialise else 0
     scan.MATERIALISE_BELOW_INFERENCE = scan.MATERIALISE_BELOW_TRAINING = threshold
     scan.MATERIALISED_STATE_BYTES = 2**62
     try:
-        yield
+        with compiled_scan_off():
+            yield
     finally:
         scan.MATERIALISE_BELOW_INFERENCE, scan.MATERIALISE_BELOW_TRAINING, scan.MATERIALISED_STATE_BYTES = saved
 
@@ -136,7 +159,8 @@ def path_choice_row(batch: int, inner: int, state: int, length: int, device: str
             seconds[materialise] = (measure(selective_scan_torch, data, repeats)[0] if training
                                     else time_inference(selective_scan_torch, data, repeats))
     below = scan.MATERIALISE_BELOW_TRAINING if training else scan.MATERIALISE_BELOW_INFERENCE
-    picked = scan._materialises(data["u"], data["A"], below)
+    with compiled_scan_off():
+        picked = scan._materialises(data["u"], data["A"], below)
     return {"pass": "training" if training else "inference", "batch": batch, "length": length,
             "state_per_position": batch * inner * state, "materialised_s": seconds[True],
             "chunk_sequential_s": seconds[False], "speedup": seconds[True] / seconds[False],

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
@@ -84,9 +85,19 @@ class _LiveTensorBytes(TorchDispatchMode):
             del self.storages[key]
 
 
-def activation_bytes(run: Callable[[], object], excluded: Iterable[Tensor]) -> int:
+_REQUEST_SCALE: ContextVar[float] = ContextVar("request_scale", default=1.0)
+
+
+def request_scale() -> float:
+    """Inside a probe, how many times more tokens the request processes at once (1 outside probes): a memory
+    policy that depends on size (Mamba's recomputation) decides as it will for the request, so the probe
+    measures what the request will do."""
+    return _REQUEST_SCALE.get()
+
+
+def activation_bytes(run: Callable[[], object], excluded: Iterable[Tensor], scale: float = 1.0) -> int:
     """Peak bytes of the tensors `run()` creates and holds at once, plus, under autograd, what it saves for
-    backward; storages of the `excluded` tensors (weights, inputs) do not count."""
+    backward; storages of the `excluded` tensors (weights, inputs) do not count. `scale`: see request_scale."""
     excluded_keys = {_storage_key(tensor) for tensor in excluded}
     saved: set[int] = set()
 
@@ -94,8 +105,13 @@ def activation_bytes(run: Callable[[], object], excluded: Iterable[Tensor]) -> i
         saved.add(_storage_key(tensor))
         return tensor
 
-    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor), _LiveTensorBytes(excluded_keys, saved) as live:
-        run()
+    token = _REQUEST_SCALE.set(scale)
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor), \
+                _LiveTensorBytes(excluded_keys, saved) as live:
+            run()
+    finally:
+        _REQUEST_SCALE.reset(token)
     return live.peak
 
 

@@ -7,6 +7,8 @@ Two exact paths, picked by shape (bench/bench_scan.py measures the crossover):
   kernel does on GPU: saved memory is O(L E + (L / CHUNK) E N), never the [L, B, E, N] states.
 - materialised, for small states per position (a handful of sequences of a tiny model), where L Python steps
   cost more than the arithmetic: all states at once through a chunk-parallel linear recurrence.
+Where the optional compiled scan builds (scan_native), it takes the chunk-sequential path's place, with the same
+checkpoints, and the materialised path is never needed.
 """
 
 from __future__ import annotations
