@@ -4,9 +4,10 @@ A model's activation memory grows with the number of tokens it processes at once
 training loss, a sampling call) runs once on a small probe on the same device, counting the bytes of every tensor
 it creates and keeps alive at once, plus what autograd saves for backward; the count is scaled to the requested
 batch and length, and the weights (with gradients and optimizer state when training) and the outputs kept on the
-side are added. On the training steps measured (bench/bench_memory_estimate.py) the estimate lies within 25% of
-the real peak either way: it exists to refuse what cannot fit before it reaches the allocator (or the kernel's
-out-of-memory killer), not to budget tightly.
+side are added. On the training steps measured (bench/bench_memory_estimate.py) the estimate lies between 0.7x
+and 1.5x the real peak, and above that for long Mamba stacks, which recompute their activations in backward
+while the small probe measures plain autograd (an upper bound): it exists to refuse what cannot fit before it
+reaches the allocator (or the kernel's out-of-memory killer), not to budget tightly.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Callable, Iterable
-from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
@@ -24,7 +24,7 @@ from torch.utils._pytree import tree_leaves
 
 GIB = 2**30
 # Probe size: at most the request itself, so the probe fits whenever the request could. Scaled from 256 tokens,
-# Caduceus-PS steps come out ~25% high and small Caduceus steps ~25% low (bench/RESULTS.md).
+# Caduceus-PS steps come out 1.3-2.6x high and small Caduceus steps ~30% low (bench/RESULTS.md).
 PROBE_TOKENS = 256
 
 
@@ -85,19 +85,9 @@ class _LiveTensorBytes(TorchDispatchMode):
             del self.storages[key]
 
 
-_REQUEST_SCALE: ContextVar[float] = ContextVar("request_scale", default=1.0)
-
-
-def request_scale() -> float:
-    """Inside a probe, how many times more tokens the request processes at once (1 outside probes): a memory
-    policy that depends on size (Mamba's recomputation) decides as it will for the request, so the probe
-    measures what the request will do."""
-    return _REQUEST_SCALE.get()
-
-
-def activation_bytes(run: Callable[[], object], excluded: Iterable[Tensor], scale: float = 1.0) -> int:
+def activation_bytes(run: Callable[[], object], excluded: Iterable[Tensor]) -> int:
     """Peak bytes of the tensors `run()` creates and holds at once, plus, under autograd, what it saves for
-    backward; storages of the `excluded` tensors (weights, inputs) do not count. `scale`: see request_scale."""
+    backward; storages of the `excluded` tensors (weights, inputs) do not count."""
     excluded_keys = {_storage_key(tensor) for tensor in excluded}
     saved: set[int] = set()
 
@@ -105,13 +95,8 @@ def activation_bytes(run: Callable[[], object], excluded: Iterable[Tensor], scal
         saved.add(_storage_key(tensor))
         return tensor
 
-    token = _REQUEST_SCALE.set(scale)
-    try:
-        with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor), \
-                _LiveTensorBytes(excluded_keys, saved) as live:
-            run()
-    finally:
-        _REQUEST_SCALE.reset(token)
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor), _LiveTensorBytes(excluded_keys, saved) as live:
+        run()
     return live.peak
 
 

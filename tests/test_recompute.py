@@ -10,7 +10,6 @@ from mdlm_bio.backbones import mamba as mamba_module
 from mdlm_bio.backbones import scan as scan_module
 from mdlm_bio.backbones.mamba import BiMamba, Mamba
 from mdlm_bio.backbones.scan import ScanReplay
-from mdlm_bio.memory import activation_bytes
 
 
 @pytest.fixture(params=["compiled scan", "torch scan"])
@@ -94,12 +93,3 @@ def test_scan_replay_refuses_to_replay_what_it_never_recorded():
     with pytest.raises(RuntimeError, match="ScanReplay.replay before record"):
         ScanReplay().replay(*(torch.zeros(1) for _ in range(5)))
 
-
-def test_a_memory_probe_decides_as_the_request_it_stands_for():
-    """The memory estimate probes a small batch and scales it: inside the probe, recomputation is decided at
-    the request's size, so the probe measures what the request will save."""
-    module, probe = Mamba(32), torch.randn(1, 128, 32)
-    decisions: list[bool] = []
-    activation_bytes(lambda: decisions.append(mamba_module.recomputes(module, probe)), [], scale=1)
-    activation_bytes(lambda: decisions.append(mamba_module.recomputes(module, probe)), [], scale=128)
-    assert decisions == [False, True] and not mamba_module.recomputes(module, probe)

@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..memory import request_scale
 from .kernels import causal_conv1d_kernel, kernels_apply
 from .recompute import ScanCore, recomputed
 from .scan import selective_scan, selective_scan_torch
@@ -116,10 +115,11 @@ SAVED_ACTIVATIONS = 12  # about this many [B, E, L] tensors per direction, saved
 
 def recomputes(mamba: Mamba, hidden: Tensor) -> bool:
     """Whether training a mixer on `hidden` [B, L, D] recomputes its activations in backward (see recompute.py):
-    on the torch scan (not mamba-ssm's kernel, which saves little), where they would weigh RECOMPUTE_FROM_BYTES
-    (at the request's size, inside a memory probe)."""
+    on the torch scan (not mamba-ssm's kernel, which saves little), where they would weigh RECOMPUTE_FROM_BYTES.
+    The memory estimate's small probe stays below that and measures plain autograd's activations: an upper bound
+    of what recomputing training holds, backward's one recomputed layer included."""
     work = torch.promote_types(hidden.dtype, torch.float32)
-    saved = SAVED_ACTIVATIONS * hidden.shape[0] * hidden.shape[1] * mamba.d_inner * work.itemsize * request_scale()
+    saved = SAVED_ACTIVATIONS * hidden.shape[0] * hidden.shape[1] * mamba.d_inner * work.itemsize
     return torch.is_grad_enabled() and not kernels_apply(hidden) and saved >= RECOMPUTE_FROM_BYTES
 
 

@@ -24,8 +24,7 @@ def training_step_memory(module: L.LightningModule, trainer: L.Trainer, batch: i
     probe = torch.full((1, probe_length(length)), token, device=device)
     # The probe draws dropout masks from the global generator: fork it, so the run's own draws are unchanged.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), trainer.precision_plugin.forward_context():
-        probed = activation_bytes(lambda: loss(probe), [*module.parameters(), *module.buffers(), probe],
-                                  scale=batch * length / probe.numel())
+        probed = activation_bytes(lambda: loss(probe), [*module.parameters(), *module.buffers(), probe])
     weights = sum(param.numel() * param.element_size() for param in module.parameters())
     return MemoryEstimate({"activations": scaled(probed, probe.numel(), batch * length),
                            "weights and optimizer": (TRAINING_COPIES + extra_copies) * weights})
