@@ -96,6 +96,15 @@ def kmer_spectrum(sequences: Sequence[np.ndarray], k: int, both_strands: bool = 
     return counts / total
 
 
+def kmer_frequencies(sequence: np.ndarray, k: int) -> np.ndarray:
+    """One sequence's k-mer frequencies over A/C/G/T, in kmer_spectrum's order, k-mers with an N skipped;
+    all zero for a sequence with no such k-mer (a feature vector, where kmer_spectrum would refuse)."""
+    validate_k(k)
+    counts = np.bincount(_kmer_indices(_token_arrays([sequence])[0], k), minlength=4**k)
+    total = counts.sum()
+    return counts / total if total else counts.astype(np.float64)
+
+
 # --- Jensen-Shannon distance ---------------------------------------------------------------------------
 
 

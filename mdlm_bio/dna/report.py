@@ -17,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..io import atomic_output, write_json_and_markdown
+from .discriminator import MIN_PER_CLASS, discriminate
 from .fasta import Record, read_fasta
 from .metrics import diversity, gc_content, jensen_shannon_distance, kmer_spectrum, validate_k
 from .tokenizer import A, T
@@ -37,6 +38,11 @@ _GUIDE = """\
 - **duplicate rate**: fraction of generated sequences identical to an earlier one; well above 0 = mode collapse.
 - **novelty rate**: fraction of generated sequences found verbatim in no reference record; well below 1
   for sequences longer than ~30 bases means copying from the reference, or the reference leaked into training.
+- **discriminator AUROC / F1**: how well a small classifier (logistic regression on each sequence's 1- to 4-mer
+  frequencies) tells the row's sequences from other reference windows of the same lengths, each prediction
+  made by a model that did not see that sequence (stratified k-fold); 0.5 = indistinguishable, 1 = always told
+  apart. The reference-windows row is the floor (about 0.5, give or take the noise of a small sample), the
+  uniform-random row the ceiling.
 """
 
 
@@ -95,6 +101,17 @@ def _js_row(spectra: dict[int, np.ndarray], reference_spectra: dict[int, np.ndar
     return {str(k): jensen_shannon_distance(spectrum, reference_spectra[k]) for k, spectrum in spectra.items()}
 
 
+def _discriminator_rows(rows: dict[str, list[np.ndarray] | None], held_out: list[np.ndarray], lengths: list[int],
+                        rng: np.random.Generator, seed: int) -> dict[str, dict[str, Any] | None]:
+    """Per row, the discriminator's held-out scores against a fresh draw of reference windows of the same
+    lengths (None where windows cannot be drawn, or with fewer sequences than it needs)."""
+    negatives = reference_windows(held_out, lengths, rng)
+    if negatives is None or len(lengths) < MIN_PER_CLASS:
+        return dict.fromkeys(rows)
+    return {name: None if sequences is None else asdict(discriminate(sequences, negatives, seed))
+            for name, sequences in rows.items()}
+
+
 def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
@@ -117,12 +134,15 @@ def _markdown(report: dict[str, Any]) -> str:
         f"GC {report['gc']['reference']['overall']:.4f}",
         f"- k-mers counted on the {strands}; baselines drawn with seed {report['settings']['seed']}",
         "",
-        "| sample | " + " | ".join(f"JS k={k}" for k in ks) + " | GC mean | GC std |",
-        "| --- |" + " ---: |" * (len(ks) + 2),
+        "| sample | " + " | ".join(f"JS k={k}" for k in ks) + " | GC mean | GC std | discriminator AUROC | F1 |",
+        "| --- |" + " ---: |" * (len(ks) + 4),
     ]
     for name, label in _ROW_LABELS.items():
         js, gc = report["js_distance"][name] or {}, report["gc"][name] or {}
-        cells = [_number(js.get(str(k))) for k in ks] + [_number(gc.get("mean")), _number(gc.get("std"))]
+        discriminator = report["discriminator"][name] or {}
+        cells = [_number(js.get(str(k))) for k in ks] + [_number(gc.get("mean")), _number(gc.get("std")),
+                                                         _number(discriminator.get("auroc")),
+                                                         _number(discriminator.get("f1"))]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -191,6 +211,7 @@ def generation_report(
         "gc": {"reference": _gc_summary(held_out)}
         | {name: None if sequences is None else _gc_summary(sequences) for name, sequences in rows.items()},
         "diversity": asdict(diversity(samples, held_out)),
+        "discriminator": _discriminator_rows(rows, held_out, lengths, rng, seed),
     }
     figure = _figure(spectra[GENERATED], reference_spectra, report["js_distance"])
     write_json_and_markdown(out_dir, "report", report, _markdown(report))
