@@ -205,7 +205,8 @@ def test_bad_fasta_inputs_name_the_file_and_leave_nothing_behind(run_dir, tmp_pa
 def test_checkpoints_of_other_models_are_refused(tmp_path, data_dir, capsys):
     ar_run = tmp_path / "ar"
     main(train_args(ar_run, data_dir, steps=2, every=2, preset="demo-ar"))
-    assert "holds an autoregressive model" in error_of(capsys, ["sample", "--ckpt", str(ar_run), "--num", "1"])
+    assert "holds an autoregressive model; infill needs a masked-diffusion" in error_of(
+        capsys, ["infill", "--ckpt", str(ar_run), "x.fa", "--out", str(tmp_path / "filled.fa")])
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"state_dict": {}}, foreign)
     assert "not an mdlm-bio training checkpoint, or an incomplete one: it has no ['mdlm_bio_config', 'mdlm_bio_mask_id']" \

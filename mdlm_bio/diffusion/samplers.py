@@ -344,12 +344,14 @@ def autoregressive_sample(
     top_p: float | None = None,
     generator: int | torch.Generator | None = None,
     dtype: torch.dtype = torch.float64,
+    progress: Callable[[int], None] | None = None,
 ) -> SampleOutput:
     """Left-to-right sampling from a causal LM, for the AR baseline's samples.
 
     `network(tokens[B, l]) -> logits[B, l, V]`, position j predicting token j + 1. The prompt (at least
     the BOS) is kept. Draws use the same float64 Gumbel-max as the diffusion samplers, so the two are
     compared at the same temperature. Without a KV cache each call re-reads the prefix: length - P calls.
+    `progress(n)` is told of the n tokens drawn by each call.
     """
     check_tokens(prompt, "prompt")
     if prompt.shape[1] < 1:
@@ -361,6 +363,8 @@ def autoregressive_sample(
     for _ in range(length - prompt.shape[1]):
         log_probs = network(tokens)[:, -1].to(dtype).log_softmax(dim=-1)
         tokens = torch.cat([tokens, sample_categorical(log_probs, generator, dtype=dtype, top_p=top_p)[:, None]], dim=1)
+        if progress is not None:
+            progress(tokens.shape[0])
     calls = length - prompt.shape[1]
     return SampleOutput(tokens=tokens, num_calls=calls, row_calls=calls * prompt.shape[0])
 

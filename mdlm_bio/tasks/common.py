@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..memory import check_fits
-from ..training.checkpoints import TrainedModel, load_trained, require_dna_diffusion
+from ..training.checkpoints import TrainedModel, load_trained, require_dna_model
 from ..training.module import DiffusionLM
 
 
@@ -13,10 +13,11 @@ def require_positive(name: str, value: int | None) -> None:
         raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, not {value}")
 
 
-def load_dna_model(ckpt: str, device: str) -> TrainedModel:
-    """A masked-diffusion DNA model from a run folder or checkpoint, ready to sample, infill or score."""
+def load_dna_model(ckpt: str, device: str, command: str, diffusion_only: str | None = None) -> TrainedModel:
+    """A DNA model from a run folder or checkpoint, ready for `command`; `diffusion_only` (why) refuses an
+    autoregressive one."""
     model = load_trained(ckpt, device)
-    require_dna_diffusion(model)
+    require_dna_model(model, command, diffusion_only)
     return model
 
 

@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from ..diffusion.generation import SamplerName, generate
 from ..diffusion.samplers import Denoiser
+from ..dna.autoregressive import sample_autoregressive
 from ..dna.fasta import read_fasta, write_fasta
 from ..dna.generate import fill_regions, n_runs
 from ..dna.regions import read_regions, record_lengths
@@ -40,23 +41,33 @@ def sample(
     continuing the first record of `prompt` if given."""
     for name, value in (("num", num), ("length", length), ("batch_size", batch_size), ("steps", steps)):
         require_positive(name, value)
-    model = load_dna_model(ckpt, device)
+    model = load_dna_model(ckpt, device, "sample")
+    autoregressive = model.module.is_autoregressive
     length = length or model.context
     start = torch.as_tensor(next(iter(read_fasta(prompt))).tokens, dtype=torch.long) if prompt else None
-    plan = model.plan(sampler, steps, top_p)
+    plan = None if autoregressive else model.plan(sampler, steps, top_p)
     if start is not None and len(start) >= min(length, model.context):
         raise ValueError(f"{prompt}: the prompt ({len(start)} bases) must be shorter than --length ({length}) "
                          f"and the model's context ({model.context})")
-    denoiser, condition = conditioned_denoiser(model, class_label, guidance)
+    if autoregressive and (class_label is not None or guidance is not None):
+        raise ValueError("--class and --guidance need a class-conditional diffusion model; this one is autoregressive")
+    denoiser, condition = (None, "") if autoregressive else conditioned_denoiser(model, class_label, guidance)
     check_writable(out)
     # Per call a batch of context-long windows; on the side the [num, length] int64 canvas and the FASTA text.
     check_memory(model.module, min(batch_size, num), min(length, model.context), 9 * num * length, device,
                  f"sampling {num} x {length} bases", "lower --num, --length or --batch-size", ignore_memory_limit)
     new_bases = num * (length - (0 if start is None else len(start)))
     with torch.no_grad(), tqdm(total=new_bases, desc="sampling", unit="base", unit_scale=True) as bar:
-        drawn = generate(denoiser, model.schedule, plan, num=num, length=length, seed=seed, batch_size=batch_size,
-                         prompt=start, device=device, progress=bar.update)
-    header = f"sampler={sampler} steps={steps} length={length} seed={seed}{condition} model={model.description}"
+        if autoregressive:  # left to right, sliding past the context; --sampler and --steps do not apply
+            drawn = sample_autoregressive(model.module.causal_network, num=num, length=length, context=model.context,
+                                          prompt=start, top_p=top_p, seed=seed, batch_size=batch_size, device=device,
+                                          progress=bar.update)
+            drawn_by = "sampler=autoregressive"
+        else:
+            drawn = generate(denoiser, model.schedule, plan, num=num, length=length, seed=seed, batch_size=batch_size,
+                             prompt=start, device=device, progress=bar.update)
+            drawn_by = f"sampler={sampler} steps={steps}"
+    header = f"{drawn_by} length={length} seed={seed}{condition} model={model.description}"
     if prompt:
         header += f" prompt={prompt}"
     write_fasta(((f"sample_{i}", f"sample_{i} {header}", decode(s)) for i, s in enumerate(drawn.tokens)), out)
@@ -69,7 +80,8 @@ def infill(
 ) -> None:
     """Resample the N runs of each record (or the `bed` regions), keeping every other base."""
     require_positive("steps", steps)
-    model = load_dna_model(ckpt, device)
+    model = load_dna_model(ckpt, device, "infill", "a causal model conditions on the bases to the left only, so it "
+                           "cannot fill a gap from both sides")
     plan = model.plan(sampler, steps, top_p)
     records = list(read_fasta(fasta))
     check_writable(out)

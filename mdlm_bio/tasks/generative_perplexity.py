@@ -68,14 +68,11 @@ def sample_tokens(
         if length > model.context:
             raise ValueError(f"an AR model samples at most its context of {model.context} tokens, not {length}")
 
-        def network(tokens: Tensor) -> Tensor:
-            return module.restrict(module.backbone(tokens, None))
-
         generator = torch.Generator(device=device).manual_seed(seed)
 
         def draw(batch: int) -> SampleOutput:
             bos = torch.full((batch, 1), tokenizer.bos_id, dtype=torch.long, device=device)
-            return autoregressive_sample(network, bos, length, top_p=top_p, generator=generator)
+            return autoregressive_sample(module.causal_network, bos, length, top_p=top_p, generator=generator)
 
         return in_batches(draw, num, batch_size, lambda rows: bar.update(rows * length))
 

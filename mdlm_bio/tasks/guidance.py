@@ -119,7 +119,7 @@ def evaluate(
     fine-tuned classifier and the k-mer report; summary.md/.json in `out_dir`."""
     for name, value in (("num", num), ("length", length), ("steps", steps)):
         require_positive(name, value)
-    model = load_dna_model(ckpt, device)
+    model = load_dna_model(ckpt, device, "guidance evaluation", "guidance steers a diffusion sampler")
     oracle = load_classifier(classifier, device)
     evaluate_guidance(model, oracle, guidance, model.plan(sampler, steps, top_p), num=num, length=length or model.context,
                       out_dir=out_dir, seed=seed, data_dir=data_dir, device=device)

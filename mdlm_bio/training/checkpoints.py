@@ -153,11 +153,11 @@ def load_trained(spec: str | Path, device: torch.device | str = "cpu") -> Traine
     return TrainedModel(module.to(device).eval(), path, payload.get("mdlm_bio_config"))
 
 
-def require_dna_diffusion(model: TrainedModel) -> None:
-    """DNA sampling, infilling and scoring need a masked-diffusion model of the DNA track."""
+def require_dna_model(model: TrainedModel, command: str, diffusion_only: str | None = None) -> None:
+    """A DNA command needs a DNA model; `diffusion_only` (why) refuses an autoregressive one."""
     if model.spec.track != "dna":
         raise CheckpointMismatchError(f"{model.path} holds a {model.spec.track} model; DNA commands need a DNA model")
-    if model.spec.objective.kind != "mdlm":
+    if diffusion_only and model.spec.objective.kind != "mdlm":
         raise CheckpointMismatchError(
-            f"{model.path} holds an autoregressive model; sample, infill and score need a masked-diffusion (mdlm) model"
-        )
+            f"{model.path} holds an autoregressive model; {command} needs a masked-diffusion (mdlm) model: "
+            f"{diffusion_only}")

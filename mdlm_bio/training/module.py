@@ -90,6 +90,10 @@ class DiffusionLM(L.LightningModule):
         extra = {} if labels is None else {"labels": labels}
         return self.restrict(self.backbone(z_t, self.engine.noise_level(t), **extra))
 
+    def causal_network(self, tokens: Tensor) -> Tensor:
+        """An autoregressive model's view of the network: logits at position l score token l + 1."""
+        return self.restrict(self.backbone(tokens, None))
+
     def _label_index(self, label: int | None) -> int:
         """The embedding row of a class (None: the null label of the unconditional branch)."""
         if not self.num_classes:
