@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import time
 from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
-from harness import synchronize, write_json
+from harness import environment_variable, synchronize, write_json
 
 from mdlm_bio.backbones import scan, scan_native
 from mdlm_bio.backbones.kernels import selective_scan_kernel
@@ -121,17 +120,8 @@ def main() -> None:
               f"{r['chunk_sequential_s']:>13.4f}{r['speedup']:>9.2f}{r['picked']:>15}")
 
 
-@contextlib.contextmanager
-def compiled_scan_off() -> Iterator[None]:
-    saved = os.environ.get("MDLM_BIO_NATIVE_SCAN")
-    os.environ["MDLM_BIO_NATIVE_SCAN"] = "off"
-    try:
-        yield
-    finally:
-        if saved is None:
-            del os.environ["MDLM_BIO_NATIVE_SCAN"]
-        else:
-            os.environ["MDLM_BIO_NATIVE_SCAN"] = saved
+def compiled_scan_off() -> contextlib.AbstractContextManager[None]:
+    return environment_variable("MDLM_BIO_NATIVE_SCAN", "off")
 
 
 @contextlib.contextmanager

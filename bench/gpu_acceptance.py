@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import importlib.metadata
 import json
-import os
 import re
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from typing import Any
 
 import torch
 from bench_train_throughput import measure
-from harness import device_description, matmul_flops_per_second, run_isolated, synchronize, write_json
+from harness import device_description, environment_variable, matmul_flops_per_second, run_isolated, synchronize, write_json
 
 from mdlm_bio.backbones import build_backbone
 from mdlm_bio.backbones.kernels import causal_conv1d_kernel, flash_attention_kernel, kernels_apply, selective_scan_kernel
@@ -82,18 +81,9 @@ class Context:
 Row = dict[str, Any]
 
 
-@contextlib.contextmanager
-def kernels(mode: str) -> Iterator[None]:
+def kernels(mode: str) -> contextlib.AbstractContextManager[None]:
     """MDLM_BIO_KERNELS for the duration: "auto" (kernels where they apply) or "off" (the torch paths)."""
-    previous = os.environ.get("MDLM_BIO_KERNELS")
-    os.environ["MDLM_BIO_KERNELS"] = mode
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ["MDLM_BIO_KERNELS"]
-        else:
-            os.environ["MDLM_BIO_KERNELS"] = previous
+    return environment_variable("MDLM_BIO_KERNELS", mode)
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:

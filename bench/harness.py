@@ -3,12 +3,14 @@ measured matmul rate (the MFU denominator), and JSON output."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
+import os
 import platform
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,20 @@ def run_isolated(function: Callable[..., dict[str, Any]], *args: Any) -> dict[st
     one process would all report the largest row's memory."""
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(function, args)
+
+
+@contextlib.contextmanager
+def environment_variable(name: str, value: str) -> Iterator[None]:
+    """An environment variable set for the duration (mdlm-bio reads its switches at each call)."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = previous
 
 
 def synchronize(device: str) -> None:
