@@ -152,3 +152,14 @@ def test_compiled_scan_can_be_switched_off(monkeypatch):
 def test_compiled_scan_leaves_wide_states_and_other_dtypes_to_torch():
     assert not scan_native.applies(torch.zeros(1, 1, 1), torch.zeros(1, scan_native.MAX_STATE + 1))
     assert not scan_native.applies(torch.zeros(1, 1, 1, dtype=torch.bfloat16), torch.zeros(1, 1))
+
+
+def test_compiled_scan_builds_into_an_empty_cache_and_reuses_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    scan_native._library.cache_clear()
+    try:
+        force_path(monkeypatch, "compiled")  # skips (or fails under MDLM_BIO_REQUIRE_NATIVE_SCAN) if it cannot build
+        built = list((tmp_path / "mdlm-bio" / "native").glob("selective_scan-*.so"))
+        assert len(built) == 1 and scan_native._build() == built[0]  # a second build finds it
+    finally:
+        scan_native._library.cache_clear()
