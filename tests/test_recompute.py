@@ -89,6 +89,16 @@ def test_only_training_with_large_activations_recomputes():
         assert not mamba_module.recomputes(module, torch.randn(16, 1024, 32))
 
 
+def test_only_mamba_ssms_fused_kernel_turns_recomputation_off(monkeypatch):
+    """On a GPU without mamba-ssm the torch scan runs, and recomputes as on the CPU."""
+    module, hidden = Mamba(32), torch.randn(16, 1024, 32)
+    monkeypatch.setattr(mamba_module, "kernels_apply", lambda tensor: True)
+    monkeypatch.setattr(mamba_module, "selective_scan_kernel", lambda: None)
+    assert mamba_module.recomputes(module, hidden)
+    monkeypatch.setattr(mamba_module, "selective_scan_kernel", lambda: object())
+    assert not mamba_module.recomputes(module, hidden)
+
+
 def test_scan_replay_refuses_to_replay_what_it_never_recorded():
     with pytest.raises(RuntimeError, match="ScanReplay.replay before record"):
         ScanReplay().replay(*(torch.zeros(1) for _ in range(5)))

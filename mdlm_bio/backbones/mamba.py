@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .kernels import causal_conv1d_kernel, kernels_apply
+from .kernels import causal_conv1d_kernel, kernels_apply, selective_scan_kernel
 from .recompute import ScanCore, recomputed
 from .scan import selective_scan, selective_scan_torch
 
@@ -120,7 +120,8 @@ def recomputes(mamba: Mamba, hidden: Tensor) -> bool:
     of what recomputing training holds, backward's one recomputed layer included."""
     work = torch.promote_types(hidden.dtype, torch.float32)
     saved = SAVED_ACTIVATIONS * hidden.shape[0] * hidden.shape[1] * mamba.d_inner * work.itemsize
-    return torch.is_grad_enabled() and not kernels_apply(hidden) and saved >= RECOMPUTE_FROM_BYTES
+    fused_kernel = kernels_apply(hidden) and selective_scan_kernel() is not None
+    return torch.is_grad_enabled() and not fused_kernel and saved >= RECOMPUTE_FROM_BYTES
 
 
 class BiMamba(nn.Module):
