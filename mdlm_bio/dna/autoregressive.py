@@ -17,11 +17,9 @@ import torch
 from torch import Tensor
 
 from ..diffusion.generation import in_batches
-from ..diffusion.samplers import SampleOutput, autoregressive_sample
+from ..diffusion.samplers import CausalNetwork, SampleOutput, autoregressive_sample
 from .generate import Score
 from .tokenizer import BASE_IDS, N
-
-CausalNetwork = Callable[[Tensor], Tensor]
 
 
 def windowed(network: CausalNetwork, context: int) -> CausalNetwork:
