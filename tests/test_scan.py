@@ -163,3 +163,13 @@ def test_compiled_scan_builds_into_an_empty_cache_and_reuses_it(tmp_path, monkey
         assert len(built) == 1 and scan_native._build() == built[0]  # a second build finds it
     finally:
         scan_native._library.cache_clear()
+
+
+def test_compiled_and_torch_scans_keep_the_same_chunk_checkpoints(monkeypatch):
+    """One CHUNK and one layout: either scan's checkpoints serve the other's backward."""
+    force_path(monkeypatch, "compiled")
+    args = scan_inputs(length=100)
+    core = [args[k] for k in ("u", "delta", "A", "B", "C")]
+    compiled = scan_native.chunk_scan(*core, keep_checkpoints=True)[1]
+    in_torch = scan_module._chunk_scan_torch(*core, keep_checkpoints=True)[1]
+    torch.testing.assert_close(compiled, in_torch, rtol=1e-12, atol=1e-12)

@@ -22,7 +22,7 @@ from torch import Tensor
 from . import scan_native
 from .kernels import kernels_apply, selective_scan_kernel
 
-CHUNK = 32
+CHUNK = scan_native.CHUNK  # positions per chunk checkpoint, shared with the compiled scan
 
 
 def linear_recurrence(decay: Tensor, inputs: Tensor, reverse: bool = False, chunk: int = CHUNK,

@@ -29,6 +29,7 @@ SOURCES = ("selective_scan.c", "selective_scan_body.h")
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC")
 LIBRARIES = ("-lmvec", "-lm")
 MAX_STATE = 64  # the C code's per-row buffers; wider states take the torch path
+CHUNK = 32  # positions per checkpoint; the torch scan (scan.py) uses the same, so either can continue the other
 _TYPES = {torch.float32: "_f32", torch.float64: "_f64"}
 
 
@@ -96,8 +97,6 @@ def _pointer(t: Tensor) -> ctypes.c_void_p:
 def chunk_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                keep_checkpoints: bool = False) -> tuple[Tensor, Tensor | None]:
     """scan._chunk_scan, compiled: outputs [B, E, L] and, if asked, the state entering each chunk."""
-    from .scan import CHUNK
-
     batch, inner, length = u.shape
     u_l, delta_l = (x.transpose(1, 2).contiguous() for x in (u, delta))  # delta usually is length-major already
     B_l, C_l, A_t = B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous(), A.t().contiguous()
@@ -107,7 +106,7 @@ def chunk_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
         _pointer(u_l), _pointer(delta_l), _pointer(A_t), _pointer(B_l), _pointer(C_l), _pointer(y),
         None if checkpoints is None else _pointer(checkpoints),
         ctypes.c_long(batch), ctypes.c_long(inner), ctypes.c_long(length), ctypes.c_long(A.shape[1]),
-        ctypes.c_int(torch.get_num_threads()))
+        ctypes.c_long(CHUNK), ctypes.c_int(torch.get_num_threads()))
     return y.transpose(1, 2), checkpoints
 
 
@@ -123,6 +122,6 @@ def chunk_scan_gradients(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tens
         *(_pointer(t) for t in (u_l, delta_l, A_t, B_l, C_l, grad_y_l, checkpoints.contiguous(), grad_u, grad_delta,
                                 grad_A, grad_B, grad_C)),
         ctypes.c_long(batch), ctypes.c_long(inner), ctypes.c_long(length), ctypes.c_long(A.shape[1]),
-        ctypes.c_int(torch.get_num_threads()))
+        ctypes.c_long(CHUNK), ctypes.c_int(torch.get_num_threads()))
     return (grad_u.transpose(1, 2), grad_delta.transpose(1, 2), grad_A.t(), grad_B.transpose(1, 2),
             grad_C.transpose(1, 2))

@@ -1,7 +1,7 @@
 /* Mamba's selective scan on the CPU, forward and backward, compiled on the user's machine by scan_native.py.
  *
  * The same algorithm as the chunk-sequential torch path in scan.py, with the same checkpoints (the state
- * entering every chunk of CHUNK positions), but each block of LANES channels of one sequence runs its
+ * entering every chunk of `chunk` positions, scan.CHUNK, passed in), but each block of LANES channels of one sequence runs its
  * recurrence with vertical vector arithmetic on a state that stays in cache. Blocks are independent and
  * shared across OpenMP threads; sums over blocks (the gradients of A, B and C) go to per-thread buffers.
  *
@@ -21,7 +21,6 @@ extern float expf(float);
 #pragma omp declare simd notinbranch
 extern double exp(double);
 
-#define CHUNK 32
 #define MAX_STATE 64
 #define LANES 16 /* channels per vector step */
 

@@ -5,7 +5,7 @@
  * channels at once with vertical vector arithmetic, no horizontal sums. */
 void NAME(scan_forward, SUFFIX)(const REAL *u, const REAL *delta, const REAL *At, const REAL *Bm, const REAL *Cm,
                                 REAL *y, REAL *checkpoints, long batch, long inner, long length, long state,
-                                int threads) {
+                                long chunk, int threads) {
     const long blocks = (inner + LANES - 1) / LANES;
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (long job = 0; job < batch * blocks; job++) {
@@ -15,10 +15,10 @@ void NAME(scan_forward, SUFFIX)(const REAL *u, const REAL *delta, const REAL *At
         for (long n = 0; n < state; n++)
             for (long j = 0; j < LANES; j++) h[n][j] = 0;
         for (long l = 0; l < length; l++) {
-            if (checkpoints && l % CHUNK == 0)
+            if (checkpoints && l % chunk == 0)
                 for (long j = 0; j < lanes; j++)
                     for (long n = 0; n < state; n++)
-                        checkpoints[((l / CHUNK) * batch * inner + b * inner + first + j) * state + n] = h[n][j];
+                        checkpoints[((l / chunk) * batch * inner + b * inner + first + j) * state + n] = h[n][j];
             const long at = (b * length + l) * inner + first;
             const REAL *u_l = u + at, *delta_l = delta + at;
             const REAL *B_l = Bm + (b * length + l) * state, *C_l = Cm + (b * length + l) * state;
@@ -46,8 +46,8 @@ void NAME(scan_forward, SUFFIX)(const REAL *u, const REAL *delta, const REAL *At
 void NAME(scan_backward, SUFFIX)(const REAL *u, const REAL *delta, const REAL *At, const REAL *Bm, const REAL *Cm,
                                  const REAL *grad_y, const REAL *checkpoints, REAL *grad_u, REAL *grad_delta,
                                  REAL *grad_At, REAL *grad_B, REAL *grad_C, long batch, long inner, long length,
-                                 long state, int threads) {
-    const long chunks = (length + CHUNK - 1) / CHUNK, blocks = (inner + LANES - 1) / LANES;
+                                 long state, long chunk, int threads) {
+    const long chunks = (length + chunk - 1) / chunk, blocks = (inner + LANES - 1) / LANES;
     memset(grad_At, 0, inner * state * sizeof(REAL));
     memset(grad_B, 0, batch * length * state * sizeof(REAL));
     memset(grad_C, 0, batch * length * state * sizeof(REAL));
@@ -58,8 +58,8 @@ void NAME(scan_backward, SUFFIX)(const REAL *u, const REAL *delta, const REAL *A
         REAL *own_B = calloc(batch * length * state, sizeof(REAL));
         REAL *own_C = calloc(batch * length * state, sizeof(REAL));
         /* one chunk's states (with the one entering it) and decays, [position][n][lane] */
-        REAL *states = malloc((CHUNK + 1) * state * LANES * sizeof(REAL));
-        REAL *decays = malloc(CHUNK * state * LANES * sizeof(REAL));
+        REAL *states = malloc((chunk + 1) * state * LANES * sizeof(REAL));
+        REAL *decays = malloc(chunk * state * LANES * sizeof(REAL));
 #pragma omp for schedule(static)
         for (long job = 0; job < batch * blocks; job++) {
             const long b = job / blocks, first = (job % blocks) * LANES;
@@ -67,11 +67,11 @@ void NAME(scan_backward, SUFFIX)(const REAL *u, const REAL *delta, const REAL *A
             REAL adjoint[MAX_STATE][LANES], next_decay[MAX_STATE][LANES], scale[LANES], g_scale[LANES], g_step[LANES];
             for (long n = 0; n < state; n++)
                 for (long j = 0; j < LANES; j++) adjoint[n][j] = next_decay[n][j] = 0;
-            for (long chunk = chunks - 1; chunk >= 0; chunk--) {
-                const long start = chunk * CHUNK, size = length - start < CHUNK ? length - start : CHUNK;
+            for (long c = chunks - 1; c >= 0; c--) {
+                const long start = c * chunk, size = length - start < chunk ? length - start : chunk;
                 for (long j = 0; j < lanes; j++)
                     for (long n = 0; n < state; n++)
-                        states[n * LANES + j] = checkpoints[(chunk * batch * inner + b * inner + first + j) * state + n];
+                        states[n * LANES + j] = checkpoints[(c * batch * inner + b * inner + first + j) * state + n];
                 for (long i = 0; i < size; i++) {
                     const long at = (b * length + start + i) * inner + first;
                     const REAL *B_l = Bm + (b * length + start + i) * state;
