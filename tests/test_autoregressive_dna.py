@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from base_tables import base_table_logits
 from dna_runs import error_of, train_args
 
 from mdlm_bio.cli import main
@@ -16,7 +17,6 @@ from mdlm_bio.dna.fasta import read_fasta, write_fasta
 from mdlm_bio.dna.tokenizer import BASE_IDS, N, decode
 from mdlm_bio.training.checkpoints import load_trained
 
-VOCAB = 16
 # A first-order Markov chain over A, C, G, T: row = previous base, column = next base
 TRANSITIONS = torch.tensor([[0.70, 0.10, 0.10, 0.10],
                             [0.10, 0.10, 0.70, 0.10],
@@ -30,12 +30,7 @@ def chain_network(context: int | None = None):
     def network(tokens: torch.Tensor) -> torch.Tensor:
         if context is not None:
             assert tokens.shape[1] <= context, "the network was given more than its context"
-        logits = torch.full((*tokens.shape, VOCAB), float("-inf"), dtype=torch.float64)
-        rows = torch.full((*tokens.shape, 4), 0.25, dtype=torch.float64)
-        is_base = (tokens >= BASE_IDS[0]) & (tokens <= BASE_IDS[-1])
-        rows[is_base] = TRANSITIONS[tokens[is_base] - BASE_IDS[0]]
-        logits[..., list(BASE_IDS)] = rows.log()
-        return logits
+        return base_table_logits(tokens, TRANSITIONS)
 
     return network
 

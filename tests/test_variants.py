@@ -7,13 +7,13 @@ import math
 
 import pytest
 import torch
+from base_tables import base_table_logits
 from presets import dna_module
 
 from mdlm_bio.dna.tokenizer import BASE_IDS, MASK, reverse_complement_tokens
 from mdlm_bio.dna.variants import snv_log_ratios
 
 A, C, G, T = BASE_IDS
-VOCAB = 16
 # The oracle's belief at a masked site, given the base to its left: row = left base, column = A C G T
 BELIEF = torch.tensor([[0.1, 0.2, 0.3, 0.4],
                        [0.4, 0.3, 0.2, 0.1],
@@ -23,13 +23,8 @@ BELIEF = torch.tensor([[0.1, 0.2, 0.3, 0.4],
 
 def oracle(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Logits at every position: BELIEF given the token to the left (uniform at the first position)."""
-    logits = torch.full((*z.shape, VOCAB), float("-inf"), dtype=torch.float64)
     left = torch.cat([torch.full_like(z[:, :1], -1), z[:, :-1]], dim=1)
-    rows = torch.full((*z.shape, 4), 0.25, dtype=torch.float64)
-    is_base = (left >= A) & (left <= T)
-    rows[is_base] = BELIEF[left[is_base] - A]
-    logits[..., list(BASE_IDS)] = rows.log()
-    return logits
+    return base_table_logits(left, BELIEF)
 
 
 def test_the_oracle_ratio_is_log_p_alt_over_p_ref_given_the_context():
