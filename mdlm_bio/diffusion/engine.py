@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from .objectives import LossOutput, _masked_diffusion_loss, _nelbo_weights, check_logits
-from .process import _mask, check_tokens, sample_times
+from .process import check_tokens, mask_where, position_draws, sample_times
 from .samplers import Denoiser
 from .schedules import NoiseSchedule
 
@@ -35,17 +35,28 @@ class MaskedDiffusion:
         generator: torch.Generator | None = None,
     ) -> LossOutput:
         check_tokens(tokens)
-        t = sample_times(
-            tokens.shape[0],
+        t = self.draw_times(tokens.shape[0], generator, tokens.device)
+        return self.loss_given_noise(denoiser, tokens, t, position_draws(tokens.shape, generator, tokens.device),
+                                     attention_mask)
+
+    def draw_times(self, batch_size: int, generator: torch.Generator | None, device: torch.device | str) -> Tensor:
+        """t[B] as this engine's NELBO draws them (antithetic, discrete or continuous as configured)."""
+        return sample_times(
+            batch_size,
             sampling_eps=self.sampling_eps,
             antithetic=self.antithetic,
             discrete_steps=self.discrete_steps,
             generator=generator,
-            device=tokens.device,
+            device=device,
         )
+
+    def loss_given_noise(self, denoiser: Denoiser, tokens: Tensor, t: Tensor, draws: Tensor,
+                         attention_mask: Tensor | None = None) -> LossOutput:
+        """The NELBO estimate for given times t[B] and per-position uniforms draws[B, L] (`loss` draws both): so
+        that two sequences can share their noise, for a paired estimate of the difference of their NELBOs."""
         # Checked once here, not inside every step of the computation: the times are drawn in [0, 1], and clean
         # tokens hold no mask id (the data layers see to it, on the CPU), so nothing is read back from the device.
-        z_t = _mask(tokens, self.schedule._alpha(t), self.mask_id, generator)
+        z_t = mask_where(tokens, draws, self.schedule._alpha(t), self.mask_id)
         weights = _nelbo_weights(self.schedule, t, self.discrete_steps)
         logits = denoiser(z_t, t)
         check_logits(logits, tokens)

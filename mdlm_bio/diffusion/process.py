@@ -82,12 +82,16 @@ def mask_tokens(
         )
     if bool((tokens == mask_id).any()):
         raise ValueError(f"clean tokens must not contain the mask id {mask_id}")
-    return _mask(tokens, alpha_t, mask_id, generator)
+    return mask_where(tokens, position_draws(tokens.shape, generator, tokens.device), alpha_t, mask_id)
 
 
-def _mask(tokens: Tensor, alpha_t: Tensor, mask_id: int, generator: torch.Generator | None) -> Tensor:
-    """mask_tokens without its checks (each reads the tensors back): for the engine's own training step, whose
-    times are drawn in range and whose data layers keep the mask id out of clean tokens."""
-    keep_draw = torch.rand(tokens.shape, generator=generator, device=tokens.device, dtype=torch.float64)
-    masked = keep_draw >= alpha_t.to(torch.float64)[:, None]
+def position_draws(shape: torch.Size | tuple[int, ...], generator: torch.Generator | None,
+                   device: torch.device | str) -> Tensor:
+    """One float64 uniform per position, the noise that decides which positions are masked."""
+    return torch.rand(shape, generator=generator, device=device, dtype=torch.float64)
+
+
+def mask_where(tokens: Tensor, draws: Tensor, alpha_t: Tensor, mask_id: int) -> Tensor:
+    """z_t given the per-position uniforms: a position is masked where its draw is at least alpha_t."""
+    masked = draws >= alpha_t.to(torch.float64)[:, None]
     return torch.where(masked, torch.full_like(tokens, mask_id), tokens)
