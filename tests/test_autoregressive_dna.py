@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from base_tables import base_table_logits
-from dna_runs import error_of, train_args
+from dna_runs import error_of
 
 from mdlm_bio.cli import main
 from mdlm_bio.dna.autoregressive import sample_autoregressive, score_autoregressive
@@ -72,7 +72,7 @@ def test_score_is_the_exact_nll_window_by_window(context):
     tokens = np.random.default_rng(0).choice(BASE_IDS, 12).astype(np.uint8)
     score = score_autoregressive(chain_network(), tokens, context)
     assert score.num_bases == 12
-    assert score.nelbo == pytest.approx(chain_nll(tokens.tolist(), context), rel=1e-12)
+    assert score.nats == pytest.approx(chain_nll(tokens.tolist(), context), rel=1e-12)
 
 
 def test_score_leaves_n_unscored_but_in_the_context():
@@ -81,14 +81,7 @@ def test_score_leaves_n_unscored_but_in_the_context():
     # the first base after an N is drawn uniformly from the model's view (uniform after N): log 4 each
     expected = (math.log(4) - math.log(TRANSITIONS[0, 1]) - math.log(TRANSITIONS[1, 2]) - math.log(TRANSITIONS[2, 3])
                 + math.log(4))
-    assert score.num_bases == 5 and score.nelbo == pytest.approx(expected, rel=1e-12)
-
-
-@pytest.fixture(scope="module")
-def ar_run(tmp_path_factory, data_dir):
-    run = tmp_path_factory.mktemp("ar") / "run"
-    main(train_args(run, data_dir, steps=4, every=4, preset="demo-ar"))
-    return run
+    assert score.num_bases == 5 and score.nats == pytest.approx(expected, rel=1e-12)
 
 
 def test_cli_samples_scores_and_refuses_infill_with_an_ar_checkpoint(ar_run, tmp_path, capsys):
@@ -104,7 +97,7 @@ def test_cli_samples_scores_and_refuses_infill_with_an_ar_checkpoint(ar_run, tmp
     assert rows[0][3] == "nll_nats"
     model = load_trained(ar_run)
     expected = score_autoregressive(model.module.causal_network, records[0].tokens, model.context)
-    assert float(rows[1][3]) == pytest.approx(expected.nelbo, abs=1e-4)
+    assert float(rows[1][3]) == pytest.approx(expected.nats, abs=1e-4)
     assert ("holds an autoregressive model; infill needs a masked-diffusion (mdlm) model: a causal model conditions "
             "on the bases to the left only, so it cannot fill a gap from both sides") in error_of(
         capsys, ["infill", "--ckpt", str(ar_run), str(out), "--out", str(tmp_path / "filled.fa")])

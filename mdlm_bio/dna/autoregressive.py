@@ -66,4 +66,4 @@ def score_autoregressive(network: CausalNetwork, tokens: np.ndarray, context: in
             total += math.log(len(BASE_IDS))
     if not math.isfinite(total):
         raise ValueError(f"the model gave a non-finite NLL ({total}); its weights may have diverged")
-    return Score(nelbo=total, num_bases=int((all_tokens != N).sum()))
+    return Score(nats=total, num_bases=int((all_tokens != N).sum()))

@@ -64,18 +64,19 @@ def n_runs(tokens: np.ndarray, min_length: int = 1) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Score:
-    """A record's NELBO (nats, an upper bound on -log p) over its scored bases."""
+    """A record's -log p in nats over its scored bases: a diffusion model's NELBO (an upper bound on it) or an
+    autoregressive model's exact NLL."""
 
-    nelbo: float
+    nats: float
     num_bases: int
 
     @property
     def bits_per_base(self) -> float:
-        return self.nelbo / (self.num_bases * math.log(2)) if self.num_bases else float("nan")
+        return self.nats / (self.num_bases * math.log(2)) if self.num_bases else float("nan")
 
     @property
     def perplexity(self) -> float:
-        return math.exp(self.nelbo / self.num_bases) if self.num_bases else float("nan")
+        return math.exp(self.nats / self.num_bases) if self.num_bases else float("nan")
 
 
 @torch.no_grad()
@@ -104,4 +105,4 @@ def score_sequence(
         total += float(out.per_sequence.mean())
     if not math.isfinite(total):
         raise ValueError(f"the model gave a non-finite NELBO ({total}); its weights may have diverged")
-    return Score(nelbo=total, num_bases=int((all_tokens != N).sum()))
+    return Score(nats=total, num_bases=int((all_tokens != N).sum()))

@@ -41,7 +41,7 @@ def score(fasta: Path, ckpt: str, *, mc: int = 8, seed: int = 0, device: str = "
             result = score_autoregressive(model.module.causal_network, record.tokens, model.context, device)
         else:
             result = score_sequence(model.denoiser, model.module.engine, record.tokens, model.context, mc, seed, device)
-        writer.writerow([record.name, len(record.tokens), result.num_bases, f"{result.nelbo:.4f}",
+        writer.writerow([record.name, len(record.tokens), result.num_bases, f"{result.nats:.4f}",
                          f"{result.bits_per_base:.4f}", f"{result.perplexity:.4f}"])
     if out is None:
         sys.stdout.write(buffer.getvalue())
