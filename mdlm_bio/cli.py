@@ -23,6 +23,7 @@ TASKS = {
     "evaluate-guidance": "guidance:evaluate",
     "infill": "generate:infill",
     "score": "score:score",
+    "score-variants": "score_variants:score_variants",
     "report": "report:report",
     "describe": "report:describe",
 }
@@ -190,6 +191,26 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--device", type=device, default="cpu")
     score.add_argument("--out", type=Path, default=None, help="TSV file (default: standard output)")
     _add_memory_option(score)
+
+    variants = commands.add_parser("score-variants", help="zero-shot scores of a VCF's variants, as VCF (INFO) and TSV")
+    variants.add_argument("vcf", type=Path, help="VCF or VCF.gz, sorted")
+    variants.add_argument("--reference", type=Path, required=True, help="the genome it was called against: FASTA, "
+                          "plain or bgzip (indexed next to it on first use)")
+    variants.add_argument("--ckpt", required=True, help="a run folder or .ckpt, or a published Caduceus "
+                          "(hf:kuleshov-group/caduceus-... or a file; trained with MLM, see the note it prints)")
+    variants.add_argument("--out", type=Path, default=Path("variant_scores.vcf.gz"),
+                          help="annotated VCF; .gz is bgzip-compressed and tabix-indexed (default: variant_scores.vcf.gz)")
+    variants.add_argument("--tsv", type=Path, default=None, help="one row per ALT (default: --out with .tsv)")
+    variants.add_argument("--window", type=int, default=None, help="bases of context around each variant "
+                          "(default: the model's training window)")
+    variants.add_argument("--mc", type=int, default=8, help="Monte-Carlo draws per MNV/indel window (default: 8)")
+    variants.add_argument("--batch-size", type=int, default=64, help="SNVs scored per network call (default: 64)")
+    variants.add_argument("--seed", type=int, default=0)
+    variants.add_argument("--skip-mismatches", action="store_true",
+                          help="skip and count records whose REF disagrees with the reference, instead of stopping")
+    variants.add_argument("--device", type=device, default="cpu")
+    _add_trust_option(variants)
+    _add_memory_option(variants)
 
     report = commands.add_parser("report", help="k-mer spectra, GC and diversity of generated DNA vs a reference")
     report.add_argument("generated", type=Path)

@@ -46,3 +46,11 @@ def run_dir(tmp_path_factory, data_dir) -> Path:
     run = tmp_path_factory.mktemp("runs") / "tiny"
     main(train_args(run, data_dir, steps=30))
     return run
+
+
+@pytest.fixture(scope="session")
+def ar_run(tmp_path_factory, data_dir) -> Path:
+    """A tiny DNA autoregressive baseline trained 4 steps; tests read it and must not change it."""
+    run = tmp_path_factory.mktemp("ar") / "run"
+    main(train_args(run, data_dir, steps=4, every=4, preset="demo-ar"))
+    return run

@@ -1,10 +1,19 @@
-"""What several tasks share: argument checks, loading a DNA model, and the memory check before long work."""
+"""What several tasks share: argument checks, loading a DNA model (ours or a published Caduceus), and the memory
+check before long work."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+from typing import Any
+
+from ..backbones.pretrained import HF_PREFIX, caduceus_config_from_state, import_caduceus, read_state_dict, resolve_checkpoint
+from ..dna.tokenizer import BASE_IDS, COMPLEMENT_MAP, MASK
 from ..memory import check_fits
-from ..training.checkpoints import TrainedModel, load_trained, require_dna_model
+from ..training.checkpoints import TrainedModel, checkpoint_path, is_mdlm_bio_checkpoint, load_trained, require_dna_model
+from ..training.config import load_config, to_plain
 from ..training.module import DiffusionLM
+from ..training.settings import ModelSpec, run_settings
 
 
 def require_positive(name: str, value: int | None) -> None:
@@ -27,3 +36,39 @@ def check_memory(module: DiffusionLM, batch: int, length: int, outputs: int, dev
     if not ignore_memory_limit:
         check_fits(lambda: module.inference_memory(batch, length, outputs), device, request, smaller,
                    "--ignore-memory-limit")
+
+
+def pretrained_backbone(spec: str | Path, trusted: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(backbone settings, backbone weights) from an mdlm-bio run folder or .ckpt (EMA weights where trained
+    with EMA), or from a published Caduceus checkpoint (a local file or hf:kuleshov-group/caduceus-...)."""
+    if is_ours(spec):
+        trained = load_trained(spec)
+        return dict(trained.spec.backbone), trained.module.backbone.state_dict()
+    state = read_state_dict(resolve_checkpoint(spec), trusted=trusted)
+    return (caduceus_config_from_state(state, str(spec), COMPLEMENT_MAP),
+            import_caduceus(state, str(spec), COMPLEMENT_MAP).state_dict())
+
+
+def is_ours(spec: str | Path) -> bool:
+    """An mdlm-bio run folder or training checkpoint (anything else is read as a published checkpoint)."""
+    return not str(spec).startswith(HF_PREFIX) and is_mdlm_bio_checkpoint(checkpoint_path(spec))
+
+
+def published_context(spec: str | Path) -> int:
+    """The window a published Caduceus was trained on, from its name (caduceus-ps_seqlen-131k_... is 131,072);
+    the hg38 preset's window for a file whose name does not say."""
+    found = re.search(r"seqlen-(\d+)(k?)", str(spec))
+    if found:
+        return int(found.group(1)) * (1024 if found.group(2) else 1)
+    return run_settings(to_plain(load_config("hg38"))).data.window
+
+
+def published_caduceus(spec: str | Path, device: str, trusted: bool = False) -> TrainedModel:
+    """A published Caduceus (trained with masked language modelling) behind the DNA track's interface: the
+    hg38 preset's MDLM objective, the DNA mask id, and a distribution over the four bases."""
+    backbone, weights = pretrained_backbone(spec, trusted)
+    objective = run_settings(to_plain(load_config("hg38"))).objective
+    module = DiffusionLM(ModelSpec(backbone=backbone, objective=objective, mask_id=MASK,
+                                   context=published_context(spec), track="dna", output_ids=BASE_IDS))
+    module.backbone.load_state_dict(weights)
+    return TrainedModel(module.to(device).eval(), Path(str(spec)))

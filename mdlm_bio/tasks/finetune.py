@@ -20,7 +20,6 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ..backbones import load_preset
-from ..backbones.pretrained import HF_PREFIX, caduceus_config_from_state, import_caduceus, read_state_dict, resolve_checkpoint
 from ..dna.benchmarks import (
     OPTIONAL_DATASETS,
     STANDARD_DATASETS,
@@ -34,12 +33,12 @@ from ..dna.benchmarks import (
 from ..dna.tokenizer import BASE_IDS, COMPLEMENT_MAP
 from ..training.callbacks import StopOnNonFinite
 from ..training.checkpoint_io import AtomicCheckpointIO
-from ..training.checkpoints import checkpoint_path, is_mdlm_bio_checkpoint, load_trained
 from ..training.classifier import SequenceClassifier
 from ..training.config import load_config, save_config, to_plain
 from ..training.data.labelled import LabelledDataModule
 from ..training.limits import check_training_memory
 from .benchmark_table import SeedResult, write_results
+from .common import pretrained_backbone
 
 BEST_CHECKPOINT = "best.ckpt"
 # Settings that change results; a run folder holding results made with other values is refused.
@@ -51,17 +50,6 @@ def scratch_backbone(model: dict[str, Any]) -> dict[str, Any]:
     """The backbone trained from scratch: the preset with the run's overrides, on the DNA vocabulary."""
     overrides = [f"{key}={value}" for key, value in (model.get("overrides") or {}).items()]
     return {**load_preset(model["preset"], overrides), "complement_map": list(COMPLEMENT_MAP)}
-
-
-def pretrained_backbone(spec: str | Path, trusted: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(backbone settings, backbone weights) from an mdlm-bio run folder or .ckpt (EMA weights where trained
-    with EMA), or from a published Caduceus checkpoint (a local file or hf:kuleshov-group/caduceus-...)."""
-    if not str(spec).startswith(HF_PREFIX) and is_mdlm_bio_checkpoint(checkpoint_path(spec)):
-        trained = load_trained(spec)
-        return dict(trained.spec.backbone), trained.module.backbone.state_dict()
-    state = read_state_dict(resolve_checkpoint(spec), trusted=trusted)
-    return (caduceus_config_from_state(state, str(spec), COMPLEMENT_MAP),
-            import_caduceus(state, str(spec), COMPLEMENT_MAP).state_dict())
 
 
 def select_datasets(requested: list[str] | None, data_dir: Path) -> list[str]:
