@@ -52,11 +52,59 @@ def device(spec: str) -> str:
     return spec
 
 
+SAMPLER_CHOICES = ["ancestral", "cached", "first-hitting", "remdm", "confidence"]
+# options that make a ReMDM or confidence-decoding settings object (None: not given on the command line)
+REMASKING_OPTIONS = ("remask", "eta", "t_on", "t_off", "alpha_on")
+CONFIDENCE_OPTIONS = ("confidence", "reveal", "threshold")
+
+
+def _add_sampler_settings(parser: argparse.ArgumentParser, default_sampler: str, default_steps: int) -> None:
+    parser.add_argument("--sampler", choices=SAMPLER_CHOICES, default=default_sampler, help="ancestral and cached: "
+                        "MDLM's; first-hitting: exact, one call per token; remdm: remasking (ReMDM); confidence: "
+                        f"reveals the surest positions first, not exact (default: {default_sampler})")
+    parser.add_argument("--steps", type=int, default=default_steps, help="time steps for ancestral, cached and remdm; "
+                        f"the calls allowed for confidence (default: {default_steps})")
+    parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold (default: off)")
+    remdm = parser.add_argument_group("remdm (--sampler remdm)")
+    remdm.add_argument("--remask", choices=["cap", "rescale", "loop"], default=None,
+                       help="remasking schedule sigma_t (default: loop)")
+    remdm.add_argument("--eta", type=float, default=None, help="remasking rate (default: cap 0.008, rescale 0.015, "
+                       "loop 0.02)")
+    remdm.add_argument("--t-on", type=float, default=None, help="loop: where the loop starts (default: 0.55)")
+    remdm.add_argument("--t-off", type=float, default=None, help="loop: where it ends (default: 0.05)")
+    remdm.add_argument("--alpha-on", type=float, default=None, help="loop: alpha held during the loop (default: 0.9)")
+    confidence = parser.add_argument_group("confidence decoding (--sampler confidence)")
+    confidence.add_argument("--confidence", choices=["margin", "entropy", "probability"], default=None,
+                            help="how sure a position is: top-1 minus top-2 probability, entropy, or the drawn "
+                            "token's probability (default: margin)")
+    confidence.add_argument("--reveal", choices=["cosine", "linear"], default=None,
+                            help="how many positions each of the --steps calls reveals (default: cosine)")
+    confidence.add_argument("--threshold", type=float, default=None, help="instead: reveal every position whose top "
+                            "token has at least this probability, at least one per call")
+
+
+def sampler_settings(options: dict) -> None:
+    """Replace the remdm and confidence options of a parsed command line by the settings objects the tasks take
+    (`remasking`, `confidence`); giving one to another sampler is an error, not silently ignored."""
+    from .diffusion import ConfidenceRule, Remasking
+
+    sampler = options["sampler"]
+    remasking = {key: options.pop(key) for key in REMASKING_OPTIONS}
+    confidence = {key: options.pop(key) for key in CONFIDENCE_OPTIONS}
+    for given, owner in ((remasking, "remdm"), (confidence, "confidence")):
+        stray = [f"--{key.replace('_', '-')}" for key, value in given.items() if value is not None]
+        if stray and sampler != owner:
+            raise ValueError(f"{', '.join(stray)}: only for --sampler {owner}, not {sampler}")
+    given = {key: value for key, value in remasking.items() if value is not None}
+    options["remasking"] = Remasking(given.pop("remask", "loop"), **given) if sampler == "remdm" else None
+    rule = {"score": confidence["confidence"], "schedule": confidence["reveal"], "threshold": confidence["threshold"]}
+    options["confidence"] = (ConfidenceRule(**{key: value for key, value in rule.items() if value is not None})
+                             if sampler == "confidence" else None)
+
+
 def _add_sampling_options(parser: argparse.ArgumentParser, default_sampler: str) -> None:
     parser.add_argument("--ckpt", required=True, help="a run folder (uses checkpoints/last.ckpt) or a .ckpt file")
-    parser.add_argument("--sampler", choices=["ancestral", "cached", "first-hitting"], default=default_sampler)
-    parser.add_argument("--steps", type=int, default=128, help="time steps for ancestral/cached (default: 128)")
-    parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold (default: off)")
+    _add_sampler_settings(parser, default_sampler, 128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
 
@@ -134,10 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     genppl.add_argument("--eval-lm", default="gpt2-large", help="a 🤗 causal LM, hub name or folder (default: gpt2-large)")
     genppl.add_argument("--eval-context", type=int, default=None, help="eval LM chunk length (default: its maximum, "
                         "1024 for GPT-2)")
-    genppl.add_argument("--sampler", choices=["ancestral", "cached", "first-hitting"], default="cached",
-                        help="diffusion sampler (default: cached, exact for models without time conditioning)")
-    genppl.add_argument("--steps", type=int, default=1000, help="time steps for ancestral/cached (default: 1000)")
-    genppl.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold (default: off)")
+    _add_sampler_settings(genppl, "cached", 1000)
     genppl.add_argument("--num", type=int, default=64, help="number of samples (default: 64)")
     genppl.add_argument("--length", type=int, default=None, help="tokens per sample (default: the model's context)")
     genppl.add_argument("--batch-size", type=int, default=16, help="samples drawn at once (default: 16)")
@@ -235,6 +280,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     command = options.pop("command")
     module, function = TASKS[command].split(":")
     try:
+        if "remask" in options:
+            sampler_settings(options)
         getattr(importlib.import_module(f"mdlm_bio.tasks.{module}"), function)(**options)
     except (ValueError, OSError, DownloadError) as error:
         print(f"mdlm-bio {command}: error: {error}", file=sys.stderr)

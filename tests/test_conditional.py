@@ -119,6 +119,15 @@ def test_guidance_moves_samples_toward_the_class(toy, capsys):
         assert capsys.readouterr().err == f"mdlm-bio sample: error: {message}\n"
 
 
+@pytest.mark.parametrize("sampler", [["--sampler", "remdm", "--steps", "32"], ["--sampler", "confidence", "--steps", "16"]])
+def test_guidance_steers_the_fewer_call_samplers_too(toy, sampler):
+    for label, high in ((GC_RICH, True), (AT_RICH, False)):
+        out = toy / f"{label}_{sampler[1]}.fa"
+        main(["sample", "--ckpt", str(toy / "run"), "--class", label, "--guidance", "2", "--num", "32", "--out", str(out),
+              *sampler])
+        assert (gc_fraction(out) > 0.75) if high else (gc_fraction(out) < 0.25)
+
+
 def test_oracle_accuracy_rises_with_guidance(toy):
     main(["finetune", "genomic-benchmarks", "trainer.enable_progress_bar=false", "--preset", "genomic-benchmarks-tiny",
           "--data-dir", str(toy / "data"), "--datasets", DATASET, "--seeds", "1", "--run-dir", str(toy / "finetune")])

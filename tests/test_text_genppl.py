@@ -165,6 +165,15 @@ def test_eval_genppl_errors_are_clear(ar_run, eval_lms, tmp_path, capsys, extra,
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("options, source", [
+    (["--sampler", "remdm", "--steps", "16", "--remask", "rescale"], "samples (remdm, 16 steps, remask=rescale eta=0.015)"),
+    (["--sampler", "confidence", "--steps", "8"], "samples (confidence, 8 steps, confidence=margin reveal=cosine)"),
+])
+def test_eval_genppl_samples_with_remdm_and_confidence_decoding(texts, mdlm_run, eval_lms, tmp_path, options, source):
+    rows = eval_genppl(texts, mdlm_run[0], eval_lms["random"], tmp_path, *options)
+    assert rows[0]["source"] == source and rows[0]["num_samples"] == 6
+
+
 def test_genppl_launcher_runs_each_step_count_and_scores_real_text_once(texts, mdlm_run, eval_lms, tmp_path):
     result = run_launcher("eval_genppl.sh", str(mdlm_run[0]), "--eval-lm", str(eval_lms["random"]), "--num", "2",
                           "--text-file", f"openwebtext={texts / 'valid.txt'}", "--cache-dir", str(texts / "cache"),

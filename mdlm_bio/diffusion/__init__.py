@@ -4,10 +4,12 @@ Pure torch. It imports nothing else from mdlm_bio, and reaches a network only
 through `denoiser(z_t[B, L], t[B]) -> logits[B, L, V]`.
 """
 
+from .confidence import ConfidenceRule, confidence_sample
 from .engine import MaskedDiffusion
 from .generation import SamplingPlan, generate
 from .objectives import LossOutput, autoregressive_loss, masked_diffusion_loss, nelbo_weights, subs_log_probs
 from .process import make_generator, mask_tokens, sample_times
+from .remasking import Remasking
 from .samplers import (
     SampleOutput,
     all_masked,
@@ -17,6 +19,7 @@ from .samplers import (
     classifier_free_guidance,
     first_hitting_sample,
     guided_denoiser,
+    remdm_sample,
     sample_categorical,
     semi_autoregressive_sample,
     time_grid,
@@ -33,6 +36,7 @@ from .schedules import (
 )
 
 __all__ = [
+    "ConfidenceRule",
     "CosineSchedule",
     "GeometricSchedule",
     "LinearSigmaSchedule",
@@ -41,6 +45,7 @@ __all__ = [
     "MaskedDiffusion",
     "NoiseSchedule",
     "PolynomialSchedule",
+    "Remasking",
     "SampleOutput",
     "SamplingPlan",
     "all_masked",
@@ -49,6 +54,7 @@ __all__ = [
     "autoregressive_sample",
     "clamp_for_infilling",
     "classifier_free_guidance",
+    "confidence_sample",
     "first_hitting_sample",
     "generate",
     "guided_denoiser",
@@ -57,6 +63,7 @@ __all__ = [
     "mask_tokens",
     "masked_diffusion_loss",
     "nelbo_weights",
+    "remdm_sample",
     "sample_categorical",
     "sample_times",
     "semi_autoregressive_sample",

@@ -14,22 +14,35 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .samplers import Denoiser, SampleOutput, ancestral_sample, first_hitting_sample, semi_autoregressive_sample
+from .confidence import ConfidenceRule, confidence_sample
+from .remasking import Remasking
+from .samplers import (
+    Denoiser,
+    SampleOutput,
+    ancestral_sample,
+    first_hitting_sample,
+    remdm_sample,
+    semi_autoregressive_sample,
+)
 from .schedules import NoiseSchedule
 
-SamplerName = Literal["ancestral", "cached", "first-hitting"]
-SAMPLERS: tuple[SamplerName, ...] = ("ancestral", "cached", "first-hitting")
+SamplerName = Literal["ancestral", "cached", "first-hitting", "remdm", "confidence"]
+SAMPLERS: tuple[SamplerName, ...] = ("ancestral", "cached", "first-hitting", "remdm", "confidence")
 
 
 @dataclass(frozen=True)
 class SamplingPlan:
-    """How to draw: the sampler, its steps (ignored by first-hitting), the model's context and mask id."""
+    """How to draw: the sampler, its steps (ignored by first-hitting; for confidence decoding the calls allowed),
+    the model's context and mask id, and the settings of ReMDM (`remasking`) and confidence decoding
+    (`confidence`; each defaults to its own defaults when that sampler is chosen)."""
 
     sampler: SamplerName
     steps: int
     context: int
     mask_id: int
     top_p: float | None = None
+    remasking: Remasking | None = None
+    confidence: ConfidenceRule | None = None
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -38,14 +51,44 @@ class SamplingPlan:
             raise ValueError(f"steps must be >= 1 and context >= 2; got steps={self.steps}, context={self.context}")
         if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"top_p must lie in (0, 1]; got {self.top_p}")
+        if self.remasking is not None and self.sampler != "remdm":
+            raise ValueError(f"remasking settings apply to the remdm sampler, not to {self.sampler}")
+        if self.confidence is not None and self.sampler != "confidence":
+            raise ValueError(f"confidence-decoding settings apply to the confidence sampler, not to {self.sampler}")
 
     def block_sampler(self, denoiser: Denoiser, schedule: NoiseSchedule, generator: torch.Generator):
         """z_init -> SampleOutput, for one window of at most `context` tokens."""
+        common = dict(schedule=schedule, mask_id=self.mask_id, top_p=self.top_p, generator=generator)
         if self.sampler == "first-hitting":
-            return partial(first_hitting_sample, denoiser, schedule=schedule, mask_id=self.mask_id, top_p=self.top_p,
-                           generator=generator)
-        return partial(ancestral_sample, denoiser, schedule=schedule, mask_id=self.mask_id, steps=self.steps,
-                       cache=self.sampler == "cached", top_p=self.top_p, generator=generator)
+            return partial(first_hitting_sample, denoiser, **common)
+        if self.sampler == "confidence":
+            return partial(confidence_sample, denoiser, steps=self.steps, rule=self.confidence or ConfidenceRule(),
+                           **common)
+        if self.sampler == "remdm":
+            return partial(remdm_sample, denoiser, steps=self.steps, remasking=self.remasking or Remasking(), **common)
+        return partial(ancestral_sample, denoiser, steps=self.steps, cache=self.sampler == "cached", **common)
+
+    @property
+    def options(self) -> str:
+        """The settings of ReMDM or confidence decoding, as key=value words ('' for the other samplers)."""
+        if self.sampler == "remdm":
+            remasking = self.remasking or Remasking()
+            text = f"remask={remasking.strategy} eta={remasking.rate:g}"
+            if remasking.strategy == "loop":
+                text += f" t_on={remasking.t_on:g} t_off={remasking.t_off:g} alpha_on={remasking.alpha_on:g}"
+            return text
+        if self.sampler == "confidence":
+            rule = self.confidence or ConfidenceRule()
+            reveal = f"threshold={rule.threshold:g}" if rule.threshold is not None else f"reveal={rule.schedule}"
+            return f"confidence={rule.score} {reveal}"
+        return ""
+
+    @property
+    def description(self) -> str:
+        """What a FASTA header says about how its samples were drawn."""
+        words = [f"sampler={self.sampler}"] + ([] if self.sampler == "first-hitting" else [f"steps={self.steps}"])
+        words += [self.options] if self.options else []
+        return " ".join(words + ([] if self.top_p is None else [f"top_p={self.top_p:g}"]))
 
 
 def generate(

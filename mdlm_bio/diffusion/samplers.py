@@ -18,6 +18,7 @@ from torch import Tensor
 
 from .objectives import check_logits
 from .process import check_mask_id, check_tokens, make_generator
+from .remasking import Remasking
 from .schedules import CosineSchedule, NoiseSchedule
 
 Denoiser = Callable[[Tensor, Tensor], Tensor]
@@ -174,6 +175,7 @@ def ancestral_sample(
     cache: bool = False,
     top_p: float | None = None,
     greedy_final: bool = False,
+    remasking: Remasking | None = None,
     generator: int | torch.Generator | None = None,
     dtype: torch.dtype = torch.float64,
 ) -> SampleOutput:
@@ -190,27 +192,40 @@ def ancestral_sample(
     It is exact only for denoisers that ignore t (no time conditioning) and treat
     rows independently; random draws are identical with and without the cache.
     greedy_final takes the argmax instead of a draw on the last step.
+
+    `remasking` makes it ReMDM (see remasking.py): a token this sampler revealed is masked again with
+    probability sigma_t, and masked ones are revealed at the matching higher rate. Tokens of `z_init` (a prompt,
+    the known bases of an infilling) are never remasked. With eta = 0 the draws, and so the samples, are those
+    of the plain sampler.
     """
     z = _start_state(z_init, mask_id)
+    generated = z == mask_id  # the positions this sampler fills, the only ones ReMDM may mask again
     net = _CountingDenoiser(denoiser, mask_id)
     generator = make_generator(generator, z.device)
     times = time_grid(schedule, steps, grid)
     batch = z.shape[0]
     logits: Tensor | None = None
-    changed = torch.zeros(batch, dtype=torch.bool, device=z.device)  # rows revealed since their logits
+    stale = torch.zeros(batch, dtype=torch.bool, device=z.device)  # rows changed since their logits were computed
     for step in range(steps):
-        t, s = times[step], times[step + 1]
+        if remasking is None:
+            t, alpha_t, alpha_s, sigma = times[step], schedule.alpha(times[step]), schedule.alpha(times[step + 1]), 0.0
+        else:
+            levels = remasking.levels(schedule, times, step)
+            t, alpha_t, alpha_s, sigma = levels.t, levels.alpha_t, levels.alpha_s, levels.sigma
         masked = z == mask_id
-        if not bool(masked.any()):
+        any_masked = bool(masked.any())
+        if not any_masked and (remasking is None or remasking.rate == 0.0):
             break
-        if logits is None or not cache:
+        # with nothing masked (possible under remasking) there is nothing to reveal, so no call
+        if any_masked and (logits is None or not cache):
             logits = net(z, torch.full((batch,), float(t), device=z.device))
-        elif bool(changed.any()):
-            rows = changed.nonzero().squeeze(-1)
+            stale[:] = False
+        elif any_masked and bool(stale.any()):
+            rows = stale.nonzero().squeeze(-1)
             logits[rows] = net(z[rows], torch.full((len(rows),), float(t), device=z.device))
-        alpha_t, alpha_s = schedule.alpha(t), schedule.alpha(s)
-        unmask_prob = ((alpha_s - alpha_t) / (1.0 - alpha_t).clamp_min(1e-300)).clamp(0.0, 1.0)
-        unmask = torch.rand(z.shape, generator=generator, device=z.device, dtype=torch.float64) < unmask_prob.item()
+            stale[:] = False
+        unmask_prob = reveal_probability(alpha_t, alpha_s, sigma)
+        unmask = torch.rand(z.shape, generator=generator, device=z.device, dtype=torch.float64) < unmask_prob
         is_last = step == steps - 1
         if is_last:
             unmask = torch.ones_like(unmask)
@@ -219,8 +234,39 @@ def ancestral_sample(
             # Draw only where a token is revealed: with T >> L that is a few positions per step, and the
             # float64 Gumbel noise over [B, L, V] (6.6 GB for 16 x 1024 GPT-2 tokens) is never materialised.
             z[update] = _draw_tokens(logits[update], mask_id, generator, dtype, top_p, greedy=greedy_final and is_last)
-        changed = update.any(dim=-1)
+        stale |= update.any(dim=-1)
+        if sigma > 0.0 and not is_last:
+            remask = generated & ~masked & (torch.rand(z.shape, generator=generator, device=z.device,
+                                                       dtype=torch.float64) < sigma)
+            z[remask] = mask_id
+            stale |= remask.any(dim=-1)
     return SampleOutput(tokens=z, num_calls=net.calls, row_calls=net.rows)
+
+
+def reveal_probability(alpha_t: Tensor | float, alpha_s: Tensor | float, sigma: float) -> float:
+    """P(a masked position is revealed on t -> s): (alpha_s - (1 - sigma) alpha_t) / (1 - alpha_t), in [0, 1]."""
+    alpha_t, alpha_s = torch.as_tensor(alpha_t, dtype=torch.float64), torch.as_tensor(alpha_s, dtype=torch.float64)
+    return float(((alpha_s - (1.0 - sigma) * alpha_t) / (1.0 - alpha_t).clamp_min(1e-300)).clamp(0.0, 1.0))
+
+
+def remdm_sample(
+    denoiser: Denoiser,
+    z_init: Tensor,
+    schedule: NoiseSchedule,
+    mask_id: int,
+    *,
+    steps: int,
+    remasking: Remasking,
+    cache: bool = False,
+    top_p: float | None = None,
+    generator: int | torch.Generator | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> SampleOutput:
+    """ReMDM (Wang et al. 2025): the ancestral sampler whose revealed tokens may be masked again, so an early
+    mistake can be undone. With an exact denoiser its steps keep MDLM's marginals; like MDLM's, they reveal
+    positions independently, which is exact when a step reveals at most one."""
+    return ancestral_sample(denoiser, z_init, schedule, mask_id, steps=steps, cache=cache, top_p=top_p,
+                            remasking=remasking, generator=generator, dtype=dtype)
 
 
 # --------------------------------------------------------------------------- first hitting

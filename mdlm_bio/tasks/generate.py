@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..diffusion import ConfidenceRule, Remasking
 from ..diffusion.generation import SamplerName, generate
 from ..diffusion.samplers import Denoiser
 from ..dna.autoregressive import sample_autoregressive
@@ -34,7 +35,8 @@ def conditioned_denoiser(model: TrainedModel, class_label: str | None, guidance:
 
 def sample(
     ckpt: str, *, out: Path, num: int = 16, length: int | None = None, sampler: SamplerName = "first-hitting",
-    steps: int = 128, top_p: float | None = None, seed: int = 0, batch_size: int = 16, prompt: Path | None = None,
+    steps: int = 128, top_p: float | None = None, remasking: Remasking | None = None,
+    confidence: ConfidenceRule | None = None, seed: int = 0, batch_size: int = 16, prompt: Path | None = None,
     class_label: str | None = None, guidance: float | None = None, device: str = "cpu", ignore_memory_limit: bool = False,
 ) -> None:
     """`num` sequences of `length` bases (default: the model's context; longer ones semi-autoregressively),
@@ -45,7 +47,7 @@ def sample(
     autoregressive = model.module.is_autoregressive
     length = length or model.context
     start = torch.as_tensor(next(iter(read_fasta(prompt))).tokens, dtype=torch.long) if prompt else None
-    plan = None if autoregressive else model.plan(sampler, steps, top_p)
+    plan = None if autoregressive else model.plan(sampler, steps, top_p, remasking, confidence)
     if start is not None and len(start) >= min(length, model.context):
         raise ValueError(f"{prompt}: the prompt ({len(start)} bases) must be shorter than --length ({length}) "
                          f"and the model's context ({model.context})")
@@ -66,7 +68,7 @@ def sample(
         else:
             drawn = generate(denoiser, model.schedule, plan, num=num, length=length, seed=seed, batch_size=batch_size,
                              prompt=start, device=device, progress=bar.update)
-            drawn_by = f"sampler={sampler} steps={steps}"
+            drawn_by = plan.description
     header = f"{drawn_by} length={length} seed={seed}{condition} model={model.description}"
     if prompt:
         header += f" prompt={prompt}"
@@ -76,13 +78,14 @@ def sample(
 
 def infill(
     ckpt: str, fasta: Path, *, out: Path, bed: Path | None = None, sampler: SamplerName = "ancestral", steps: int = 128,
-    top_p: float | None = None, seed: int = 0, device: str = "cpu", ignore_memory_limit: bool = False,
+    top_p: float | None = None, remasking: Remasking | None = None, confidence: ConfidenceRule | None = None,
+    seed: int = 0, device: str = "cpu", ignore_memory_limit: bool = False,
 ) -> None:
     """Resample the N runs of each record (or the `bed` regions), keeping every other base."""
     require_positive("steps", steps)
     model = load_dna_model(ckpt, device, "infill", "a causal model conditions on the bases to the left only, so it "
                            "cannot fill a gap from both sides")
-    plan = model.plan(sampler, steps, top_p)
+    plan = model.plan(sampler, steps, top_p, remasking, confidence)
     records = list(read_fasta(fasta))
     check_writable(out)
     bases = sum(len(record.tokens) for record in records)
@@ -96,7 +99,7 @@ def infill(
         for record in tqdm(records, desc="infilling", unit="record"):
             mask = regions[record.name] if regions is not None else n_runs(record.tokens)
             tokens, _ = fill_regions(model.denoiser, model.schedule, plan, record.tokens, mask, seed=seed, device=device)
-            note = f"infilled={int(mask.sum())} sampler={sampler} model={model.description}"
+            note = f"infilled={int(mask.sum())} {plan.description} model={model.description}"
             filled.append((record.name, f"{record.description} {note}", decode(tokens)))
     write_fasta(filled, out)
     print(f"wrote {len(filled)} records to {out}")

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from ..diffusion import SampleOutput, autoregressive_sample
+from ..diffusion import ConfidenceRule, Remasking, SampleOutput, autoregressive_sample
 from ..diffusion.generation import SamplerName, SamplingPlan, generate, in_batches
 from ..io import atomic_output, write_json_and_markdown
 from ..text.corpora import get_corpus, tokenized_blocks
@@ -53,6 +53,8 @@ def sample_tokens(
     num: int,
     length: int,
     top_p: float | None = None,
+    remasking: Remasking | None = None,
+    confidence: ConfidenceRule | None = None,
     batch_size: int = 16,
     seed: int = 0,
     device: str = "cpu",
@@ -62,7 +64,7 @@ def sample_tokens(
     module = model.module
     with tqdm(total=num * length, desc="sampling", unit="token", unit_scale=True) as bar:
         if not module.is_autoregressive:
-            plan = SamplingPlan(sampler, steps, model.context, module.mask_id, top_p)
+            plan = SamplingPlan(sampler, steps, model.context, module.mask_id, top_p, remasking, confidence)
             return generate(module.denoiser, module.engine.schedule, plan, num=num, length=length, seed=seed,
                             batch_size=batch_size, device=device, progress=bar.update)
         if length > model.context:
@@ -125,7 +127,8 @@ def write_genppl_table(results: Sequence[GenerativePerplexity], out_dir: Path, m
 
 def eval_genppl(
     ckpt: str, *, out_dir: Path, tokenizer: str | None = None, eval_lm: str = "gpt2-large", eval_context: int | None = None,
-    sampler: SamplerName = "cached", steps: int = 1000, top_p: float | None = None, num: int = 64, length: int | None = None,
+    sampler: SamplerName = "cached", steps: int = 1000, top_p: float | None = None, remasking: Remasking | None = None,
+    confidence: ConfidenceRule | None = None, num: int = 64, length: int | None = None,
     batch_size: int = 16, eval_batch_size: int = 8, reference: str | None = None, text_file: list[str] = (),
     cache_dir: Path = Path("data/text-cache"), seed: int = 0, device: str = "cpu", trust_checkpoint: bool = False,
     ignore_memory_limit: bool = False,
@@ -146,16 +149,19 @@ def eval_genppl(
     real = None if reference is None else reference_tokens(
         text_tokenizer, reference, num=num, length=length, cache_dir=cache_dir, text_files=reference_files)
     out = sample_tokens(model, text_tokenizer, sampler=sampler, steps=steps, num=num, length=length, top_p=top_p,
-                        batch_size=batch_size, seed=seed, device=device)
+                        remasking=remasking, confidence=confidence, batch_size=batch_size, seed=seed, device=device)
     used = "autoregressive" if model.module.is_autoregressive else sampler
-    used_steps = steps if used in ("ancestral", "cached") else None  # the others take one call per token
-    kind = {"autoregressive": "AR", "first-hitting": "first-hitting"}.get(used, f"{used}, {used_steps} steps")
+    used_steps = None if used in ("autoregressive", "first-hitting") else steps  # those take one call per token
+    options = SamplingPlan(sampler, steps, model.context, model.module.mask_id, top_p, remasking, confidence).options
+    kind = {"autoregressive": "AR", "first-hitting": "first-hitting"}.get(
+        used, f"{used}, {used_steps} steps" + (f", {options}" if options else ""))
     result, texts = score_tokens(out.tokens, text_tokenizer, scorer, f"samples ({kind})", out.num_calls, eval_batch_size)
     results = [result]
     write_samples(texts, out_dir / "samples.jsonl")
     if real is not None:
         results.append(score_tokens(real, text_tokenizer, scorer, f"real {reference}", batch_size=eval_batch_size)[0])
-    settings = {"sampler": used, "steps": used_steps, "top_p": top_p, "seed": seed, "precision": "float64 draws"}
+    settings = {"sampler": used, "steps": used_steps, "sampler_options": options or None, "top_p": top_p, "seed": seed,
+                "precision": "float64 draws"}
     table = write_genppl_table(results, out_dir, model.description, scorer, settings)
     print(table.read_text())
     print(f"samples in {out_dir / 'samples.jsonl'}")

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..diffusion import ConfidenceRule, Remasking
 from ..diffusion.generation import SamplerName, SamplingPlan, generate
 from ..dna.benchmarks import ensure_present, read_split, resolve_data_dir
 from ..dna.fasta import write_fasta
@@ -113,7 +114,8 @@ def _markdown(rows: list[dict[str, Any]]) -> str:
 def evaluate(
     ckpt: str, *, classifier: Path, out_dir: Path, guidance: list[float] = (0.0, 1.0, 2.0), num: int = 64,
     length: int | None = None, data_dir: Path | None = None, sampler: SamplerName = "first-hitting", steps: int = 128,
-    top_p: float | None = None, seed: int = 0, device: str = "cpu",
+    top_p: float | None = None, remasking: Remasking | None = None, confidence: ConfidenceRule | None = None,
+    seed: int = 0, device: str = "cpu",
 ) -> None:
     """`mdlm-bio evaluate-guidance`: sample every class at every guidance weight, judge the samples with a
     fine-tuned classifier and the k-mer report; summary.md/.json in `out_dir`."""
@@ -121,6 +123,7 @@ def evaluate(
         require_positive(name, value)
     model = load_dna_model(ckpt, device, "guidance evaluation", "guidance steers a diffusion sampler")
     oracle = load_classifier(classifier, device)
-    evaluate_guidance(model, oracle, guidance, model.plan(sampler, steps, top_p), num=num, length=length or model.context,
+    evaluate_guidance(model, oracle, guidance, model.plan(sampler, steps, top_p, remasking, confidence),
+                      num=num, length=length or model.context,
                       out_dir=out_dir, seed=seed, data_dir=data_dir, device=device)
     print((out_dir / "summary.md").read_text())

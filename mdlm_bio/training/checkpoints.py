@@ -16,7 +16,7 @@ import torch
 
 from ..backbones import load_preset
 from ..backbones.pretrained import CheckpointError, first_line
-from ..diffusion import NoiseSchedule, SamplingPlan
+from ..diffusion import ConfidenceRule, NoiseSchedule, Remasking, SamplingPlan
 from ..diffusion.generation import SamplerName
 from ..diffusion.samplers import Denoiser
 from .checkpoint_io import read_checkpoint
@@ -59,9 +59,10 @@ class TrainedModel:
     def denoiser(self) -> Denoiser:
         return self.module.denoiser
 
-    def plan(self, sampler: SamplerName, steps: int, top_p: float | None = None) -> SamplingPlan:
+    def plan(self, sampler: SamplerName, steps: int, top_p: float | None = None, remasking: Remasking | None = None,
+             confidence: ConfidenceRule | None = None) -> SamplingPlan:
         """How to sample from this model with a given sampler: its own context and mask id."""
-        return SamplingPlan(sampler, steps, self.context, self.mask_id, top_p)
+        return SamplingPlan(sampler, steps, self.context, self.mask_id, top_p, remasking, confidence)
 
     @property
     def classes(self) -> list[str]:
