@@ -168,7 +168,17 @@ class Caduceus(nn.Module):
         return (forward + reverse.flip(-1)) / 2
 
     def forward(self, tokens: Tensor, t: Tensor | None = None, labels: Tensor | None = None) -> Tensor:
-        hidden = self.hidden_states(tokens, labels)
+        return self.head(self.hidden_states(tokens, labels))
+
+    def logits_at(self, tokens: Tensor, t: Tensor | None, positions: tuple[Tensor, Tensor],
+                  labels: Tensor | None = None) -> Tensor:
+        """Logits [N, V] at N (row, column) positions only. The head reads each position's own hidden state
+        (for RCPS, its two strands' channels), so gathering first changes nothing, equivariance included."""
+        return self.head(self.hidden_states(tokens, labels)[positions])
+
+    def head(self, hidden: Tensor) -> Tensor:
+        """Hidden states [..., width] -> logits [..., V] through the tied embedding (for RCPS the reverse
+        strand's channels through the complemented one)."""
         weight = self.embedding.weight
         if not self.rcps:
             return hidden @ weight.T

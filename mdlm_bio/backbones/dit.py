@@ -28,7 +28,7 @@ class LayerNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         with torch.autocast(x.device.type, enabled=False):
             normed = F.layer_norm(x.float(), (x.shape[-1],), eps=self.eps)
-        return normed * self.weight[None, None, :]
+        return normed * self.weight
 
 
 class TimestepEmbedding(nn.Module):
@@ -142,8 +142,10 @@ class FinalLayer(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
-        shift, scale = self.adaLN_modulation(cond)[:, None].chunk(2, dim=2)
+    def forward(self, x: Tensor, cond: Tensor, rows: Tensor | None = None) -> Tensor:
+        """x [B, L, H] with cond [B, C]; or x [N, H], positions gathered from batch rows `rows` [N]."""
+        shift, scale = self.adaLN_modulation(cond).chunk(2, dim=-1)
+        shift, scale = (shift[:, None], scale[:, None]) if rows is None else (shift[rows], scale[rows])
         return self.linear(modulate(self.norm_final(x), shift, scale))
 
 
@@ -187,3 +189,9 @@ class DiT(nn.Module):
 
     def forward(self, tokens: Tensor, t: Tensor | None = None) -> Tensor:
         return self.output_layer(*self.features(tokens, t))
+
+    def logits_at(self, tokens: Tensor, t: Tensor | None, positions: tuple[Tensor, Tensor]) -> Tensor:
+        """Logits [N, V] at N (row, column) positions only: the output layer, the largest matmul with a big
+        vocabulary, runs where a loss needs it (training's masked positions)."""
+        x, cond = self.features(tokens, t)
+        return self.output_layer(x[positions], cond, rows=positions[0])

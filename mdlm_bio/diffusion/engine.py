@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from .objectives import LossOutput, _masked_diffusion_loss, _nelbo_weights, check_logits
+from .objectives import (
+    LossOutput,
+    _masked_diffusion_loss,
+    _masked_position_loss,
+    _nelbo_weights,
+    _valid_positions,
+    check_logits,
+)
 from .process import check_tokens, mask_where, position_draws, sample_times
 from .samplers import Denoiser
 from .schedules import NoiseSchedule
+
+# (z_t [B, L], t [B], (rows, columns) of N positions) -> logits [N, V] at those positions only
+PositionLogits = Callable[[Tensor, Tensor, tuple[Tensor, Tensor]], Tensor]
 
 
 @dataclass
@@ -33,11 +44,14 @@ class MaskedDiffusion:
         tokens: Tensor,
         attention_mask: Tensor | None = None,
         generator: torch.Generator | None = None,
+        logits_at: PositionLogits | None = None,
     ) -> LossOutput:
+        """One NELBO estimate. With `logits_at`, the network's output layer runs at the masked positions only
+        (the only ones with a loss term under SUBS); without it, `denoiser` gives logits everywhere."""
         check_tokens(tokens)
         t = self.draw_times(tokens.shape[0], generator, tokens.device)
         return self.loss_given_noise(denoiser, tokens, t, position_draws(tokens.shape, generator, tokens.device),
-                                     attention_mask)
+                                     attention_mask, logits_at)
 
     def draw_times(self, batch_size: int, generator: torch.Generator | None, device: torch.device | str) -> Tensor:
         """t[B] as this engine's NELBO draws them (antithetic, discrete or continuous as configured)."""
@@ -51,16 +65,24 @@ class MaskedDiffusion:
         )
 
     def loss_given_noise(self, denoiser: Denoiser, tokens: Tensor, t: Tensor, draws: Tensor,
-                         attention_mask: Tensor | None = None) -> LossOutput:
+                         attention_mask: Tensor | None = None, logits_at: PositionLogits | None = None) -> LossOutput:
         """The NELBO estimate for given times t[B] and per-position uniforms draws[B, L] (`loss` draws both): so
         that two sequences can share their noise, for a paired estimate of the difference of their NELBOs."""
         # Checked once here, not inside every step of the computation: the times are drawn in [0, 1], and clean
         # tokens hold no mask id (the data layers see to it, on the CPU), so nothing is read back from the device.
         z_t = mask_where(tokens, draws, self.schedule._alpha(t), self.mask_id)
         weights = _nelbo_weights(self.schedule, t, self.discrete_steps)
-        logits = denoiser(z_t, t)
-        check_logits(logits, tokens)
-        return _masked_diffusion_loss(logits, tokens, z_t, weights, self.mask_id, attention_mask)
+        if logits_at is None:
+            logits = denoiser(z_t, t)
+            check_logits(logits, tokens)
+            return _masked_diffusion_loss(logits, tokens, z_t, weights, self.mask_id, attention_mask)
+        valid = _valid_positions(tokens, attention_mask)
+        positions = ((z_t == self.mask_id) & valid).nonzero(as_tuple=True)
+        logits = logits_at(z_t, t, positions)
+        if logits.dim() != 2 or logits.shape[0] != positions[0].numel():
+            raise ValueError(f"logits_at must return [positions, vocab] = [{positions[0].numel()}, V] logits; "
+                             f"got {tuple(logits.shape)}")
+        return _masked_position_loss(logits, tokens, positions, weights, self.mask_id, valid)
 
     def noise_level(self, t: Tensor) -> Tensor:
         """sigma(t), the conditioning of time-aware denoisers, for times the engine or a sampler drew (in [0, 1]

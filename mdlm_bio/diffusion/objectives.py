@@ -154,6 +154,20 @@ def _masked_diffusion_loss(logits: Tensor, tokens: Tensor, z_t: Tensor, weights:
     return LossOutput(token_loss=token_loss, num_tokens=valid.sum())
 
 
+def _masked_position_loss(logits: Tensor, tokens: Tensor, positions: tuple[Tensor, Tensor], weights: Tensor,
+                          mask_id: int, valid: Tensor) -> LossOutput:
+    """The same NELBO terms from logits [N, V] at the masked valid positions only (`positions`: their row and
+    column indices, row-major): every other position's term is exactly zero under SUBS, so it needs no logits."""
+    rows, columns = positions
+    work_dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    mask_column = torch.tensor([mask_id], device=logits.device)
+    log_probs = logits.to(work_dtype).index_fill(-1, mask_column, float("-inf")).log_softmax(dim=-1)
+    cross_entropy = -log_probs.gather(-1, tokens[rows, columns, None].long()).squeeze(-1)
+    token_loss = torch.zeros(tokens.shape, dtype=work_dtype, device=tokens.device).index_put(
+        (rows, columns), cross_entropy * weights.to(work_dtype)[rows])
+    return LossOutput(token_loss=token_loss, num_tokens=valid.sum())
+
+
 def autoregressive_loss(logits: Tensor, tokens: Tensor, attention_mask: Tensor | None = None) -> LossOutput:
     """Next-token cross-entropy: logits at position l predict tokens[l + 1].
 

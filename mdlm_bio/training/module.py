@@ -12,6 +12,7 @@ from torch import Tensor
 
 from ..backbones import build_backbone
 from ..diffusion import LossOutput, MaskedDiffusion, autoregressive_loss, classifier_free_guidance
+from ..diffusion.engine import PositionLogits
 from ..diffusion.samplers import Denoiser
 from ..memory import MemoryEstimate, activation_bytes, probe_length, scaled
 from .settings import ModelSpec, TrainingSettings
@@ -82,6 +83,10 @@ class DiffusionLM(L.LightningModule):
                                "outputs": outputs})
 
     def restrict(self, logits: Tensor) -> Tensor:
+        """-inf for the tokens the model may not emit; a model that may emit all of them (text) is left as is,
+        sparing a copy of its largest tensor."""
+        if self.spec.output_ids is None:
+            return logits
         return logits.masked_fill(~self.output_allowed, float("-inf"))
 
     def denoiser(self, z_t: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
@@ -144,7 +149,19 @@ class DiffusionLM(L.LightningModule):
             extra = {} if labels is None else {"labels": labels}
             return autoregressive_loss(self.restrict(self.backbone(tokens, None, **extra)), tokens, attention_mask)
         denoiser = self.denoiser if labels is None else (lambda z_t, t: self.denoiser(z_t, t, labels))
-        return (engine or self.engine).loss(denoiser, tokens, attention_mask, generator=generator)
+        return (engine or self.engine).loss(denoiser, tokens, attention_mask, generator=generator,
+                                            logits_at=self.position_logits(labels))
+
+    def position_logits(self, labels: Tensor | None = None) -> PositionLogits | None:
+        """The loss's view of a backbone that can give logits at chosen positions only (None if it cannot)."""
+        if not hasattr(self.backbone, "logits_at"):
+            return None
+        extra = {} if labels is None else {"labels": labels}
+
+        def logits_at(z_t: Tensor, t: Tensor, positions: tuple[Tensor, Tensor]) -> Tensor:
+            return self.restrict(self.backbone.logits_at(z_t, self.engine.noise_level(t), positions, **extra))
+
+        return logits_at
 
     def drop_labels(self, labels: Tensor | None, generator: torch.Generator) -> Tensor | None:
         """Replace each label by the null label with probability label_dropout (the unconditional branch)."""

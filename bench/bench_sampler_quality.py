@@ -1,0 +1,167 @@
+"""Sample quality against network calls: ancestral, cached, first-hitting, ReMDM and confidence decoding.
+
+Each sampler draws the same number of sequences from one trained model at several budgets of network calls
+(NFE: network evaluations per sample, row calls / samples, so the cached sampler's per-row savings count), and
+the samples are judged by a model that did not make them.
+
+- DNA: the `demo` model (`--dna-ckpt`), judged by the exact NLL (bits per base) under the `demo-ar` model
+  (`--dna-judge`), the 3-mer and 6-mer Jensen-Shannon distances to the held-out records, and the report's
+  discriminator AUROC against held-out windows (0.5: indistinguishable).
+- Text: the State of the Union MDLM of bench_fidelity.py (`--text-ckpt`), judged by its AR model
+  (`--text-judge`): generative perplexity, with each sample's unigram entropy (nats) beside it, since a sampler
+  that lowers entropy fakes a low perplexity.
+
+Writes a table per track, JSON and a PNG (quality against NFE, one line per sampler).
+
+    python bench/bench_fidelity.py --track text --steps 2000 --out FID      # the text models (about 40 min)
+    python bench/bench_sampler_quality.py --dna-ckpt DEMO/run --dna-judge AR_RUN \\
+        --text-ckpt FID/text-mdlm --text-judge FID/text-ar
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from bench_variant_scores import bundled_sequences  # noqa: E402
+from harness import write_json  # noqa: E402
+
+from mdlm_bio.diffusion import ConfidenceRule, Remasking  # noqa: E402
+from mdlm_bio.diffusion.generation import SamplingPlan, generate  # noqa: E402
+from mdlm_bio.dna.autoregressive import score_autoregressive  # noqa: E402
+from mdlm_bio.dna.discriminator import discriminate  # noqa: E402
+from mdlm_bio.dna.genome import BUNDLED_VALID_RECORDS  # noqa: E402
+from mdlm_bio.dna.metrics import jensen_shannon_distance, kmer_spectrum  # noqa: E402
+from mdlm_bio.dna.report import reference_windows  # noqa: E402
+from mdlm_bio.dna.tokenizer import encode  # noqa: E402
+from mdlm_bio.text.eval_lm import unigram_entropy  # noqa: E402
+from mdlm_bio.training.checkpoints import TrainedModel, load_trained  # noqa: E402
+
+BUDGETS = (16, 32, 64, 128, 256, 1024)
+
+
+def plans(model: TrainedModel, budgets: tuple[int, ...]) -> list[tuple[str, int, SamplingPlan]]:
+    """(sampler label, budget, plan): every sampler at every budget it can spend."""
+    out = []
+    for budget in budgets:
+        out += [("ancestral", budget, model.plan("ancestral", budget)),
+                ("cached", budget, model.plan("cached", budget)),
+                ("remdm loop", budget, model.plan("remdm", budget, remasking=Remasking("loop"))),
+                ("remdm cap", budget, model.plan("remdm", budget, remasking=Remasking("cap")))]
+        if budget <= model.context:  # confidence decoding spends at most one call per position
+            out.append(("confidence", budget, model.plan("confidence", budget, confidence=ConfidenceRule())))
+    return out + [("first-hitting", model.context, model.plan("first-hitting", 1))]
+
+
+def draw(model: TrainedModel, plan: SamplingPlan, num: int, length: int, batch_size: int) -> tuple[torch.Tensor, float, float]:
+    """(samples, NFE per sample, seconds)."""
+    begin = time.perf_counter()
+    with torch.no_grad():
+        out = generate(model.denoiser, model.schedule, plan, num=num, length=length, seed=0, batch_size=batch_size)
+    return out.tokens, out.row_calls / num, time.perf_counter() - begin
+
+
+def dna_quality(samples: torch.Tensor, judge: TrainedModel, held_out: list[np.ndarray], seed: int) -> dict:
+    sequences = [row.numpy().astype(np.uint8) for row in samples]
+    nll = sum(score_autoregressive(judge.module.causal_network, s, judge.context).nats for s in sequences)
+    spectra = {k: kmer_spectrum(held_out, k) for k in (3, 6)}
+    windows = reference_windows(held_out, [len(s) for s in sequences], np.random.default_rng(seed))
+    return {"judge_bits_per_base": nll / (samples.numel() * math.log(2)),
+            **{f"js{k}": jensen_shannon_distance(kmer_spectrum(sequences, k), spectra[k]) for k in (3, 6)},
+            "discriminator_auroc": discriminate(sequences, windows, seed).auroc,
+            "entropy_nats": float(unigram_entropy(samples).mean())}
+
+
+def text_quality(samples: torch.Tensor, judge: TrainedModel) -> dict:
+    """Generative perplexity under the AR judge (every token after the first, given the ones before it)."""
+    with torch.no_grad():
+        log_probs = judge.module.causal_network(samples)[:, :-1].double().log_softmax(-1)
+    nll = -log_probs.gather(-1, samples[:, 1:, None])[..., 0].mean()
+    return {"gen_ppl": float(nll.exp()), "entropy_nats": float(unigram_entropy(samples).mean())}
+
+
+def run_track(track: str, model: TrainedModel, judge_quality: Callable[[torch.Tensor], dict], budgets: tuple[int, ...],
+              num: int, batch_size: int) -> list[dict]:
+    rows = []
+    for label, budget, plan in plans(model, budgets):
+        samples, nfe, seconds = draw(model, plan, num, model.context, batch_size)
+        row = {"track": track, "sampler": label, "budget": budget, "nfe": nfe, "seconds": seconds,
+               "plan": plan.description, **judge_quality(samples)}
+        print({key: round(value, 4) if isinstance(value, float) else value for key, value in row.items()}, flush=True)
+        rows.append(row)
+    return rows
+
+
+def table(rows: list[dict], metrics: list[str]) -> str:
+    lines = ["| sampler | budget | NFE | " + " | ".join(metrics) + " | s |",
+             "| --- | ---: | ---: | " + " | ".join("---:" for _ in metrics) + " | ---: |"]
+    for row in rows:
+        lines.append(f"| {row['sampler']} | {row['budget']} | {row['nfe']:.0f} | "
+                     + " | ".join(f"{row[m]:.4g}" for m in metrics) + f" | {row['seconds']:.1f} |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], panels: list[tuple[str, str, str]], out: Path) -> None:
+    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    for axis, (track, metric, title) in zip(axes[0], panels):
+        chosen = [row for row in rows if row["track"] == track]
+        for sampler in dict.fromkeys(row["sampler"] for row in chosen):
+            points = sorted((row["nfe"], row[metric]) for row in chosen if row["sampler"] == sampler)
+            axis.plot(*zip(*points), marker="o", label=sampler)
+        axis.set(xscale="log", xlabel="network calls per sample (NFE)", ylabel=metric, title=title)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(out, dpi=120)
+    print(f"wrote {out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dna-ckpt", type=Path, default=None)
+    parser.add_argument("--dna-judge", type=Path, default=None)
+    parser.add_argument("--text-ckpt", type=Path, default=None)
+    parser.add_argument("--text-judge", type=Path, default=None)
+    parser.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS))
+    parser.add_argument("--num", type=int, default=64, help="samples per sampler and budget (default: 64)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("bench/bench-results/sampler_quality.json"))
+    parser.add_argument("--plot", type=Path, default=Path("bench/sampler_quality.png"))
+    options = parser.parse_args()
+    torch.manual_seed(options.seed)
+    budgets, rows, panels = tuple(options.budgets), [], []
+    if options.dna_ckpt:
+        sequences = bundled_sequences()
+        held_out = [encode(sequences[name]) for name in BUNDLED_VALID_RECORDS]
+        judge = load_trained(options.dna_judge)
+        rows += run_track("dna", load_trained(options.dna_ckpt), lambda s: dna_quality(s, judge, held_out, options.seed),
+                          budgets, options.num, options.batch_size)
+        panels += [("dna", "judge_bits_per_base", "DNA: bits/base under demo-ar (lower is better)"),
+                   ("dna", "discriminator_auroc", "DNA: discriminator AUROC (0.5 is best)")]
+    if options.text_ckpt:
+        text_judge = load_trained(options.text_judge)
+        rows += run_track("text", load_trained(options.text_ckpt), lambda s: text_quality(s, text_judge), budgets,
+                          options.num, options.batch_size)
+        panels += [("text", "gen_ppl", "Text: generative perplexity under the AR model"),
+                   ("text", "entropy_nats", "Text: unigram entropy per sample (nats)")]
+    write_json(options.out, {"rows": rows, "num": options.num, "seed": options.seed})
+    for track, metrics in (("dna", ["judge_bits_per_base", "js3", "js6", "discriminator_auroc", "entropy_nats"]),
+                           ("text", ["gen_ppl", "entropy_nats"])):
+        chosen = [row for row in rows if row["track"] == track]
+        if chosen:
+            print(f"\n{track}\n" + table(chosen, metrics))
+    if panels:
+        plot(rows, panels, options.plot)
+
+
+if __name__ == "__main__":
+    main()
