@@ -26,13 +26,15 @@ import numpy as np
 import torch
 from harness import peak_memory_mib, write_json
 
-from mdlm_bio.diffusion.generation import SAMPLERS, SamplingPlan, generate
+from mdlm_bio.diffusion.generation import SamplingPlan, generate
 from mdlm_bio.dna.genome import split_sequences
 from mdlm_bio.dna.metrics import jensen_shannon_distance, kmer_spectrum
 from mdlm_bio.dna.report import reference_windows
 from mdlm_bio.training.checkpoints import TrainedModel, load_trained
 
 K = 3
+# the exact-or-MDLM samplers; ReMDM and confidence decoding are judged against calls in bench_sampler_quality.py
+SAMPLERS = ("ancestral", "cached", "first-hitting")
 
 
 def model_bits_per_base(model: TrainedModel, sequences: torch.Tensor, seed: int = 0) -> float:
