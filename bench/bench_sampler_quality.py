@@ -1,17 +1,18 @@
 """Sample quality against network calls: ancestral, cached, first-hitting, ReMDM and confidence decoding.
 
-Each sampler draws the same number of sequences from one trained model at several budgets of network calls
-(NFE: network evaluations per sample, row calls / samples, so the cached sampler's per-row savings count), and
-the samples are judged by a model that did not make them.
+Each sampler draws the same number of sequences from one trained model at budgets of 16 to 256 network
+calls, and ancestral, cached and ReMDM-loop at 1024 as well (NFE: network evaluations per sample, row calls
+/ samples, so the cached sampler's per-row savings count); a model that did not make them judges them.
 
-- DNA: the `demo` model (`--dna-ckpt`), judged by the exact NLL (bits per base) under the `demo-ar` model
-  (`--dna-judge`), the 3-mer and 6-mer Jensen-Shannon distances to the held-out records, and the report's
-  discriminator AUROC against held-out windows (0.5: indistinguishable).
+- DNA: the `demo` model (`--dna-ckpt`), judged by the exact NLL (bits per base, with its standard error over
+  the samples) under the `demo-ar` model (`--dna-judge`), the 3-mer and 6-mer Jensen-Shannon distances to the
+  held-out records, and the report's discriminator AUROC against held-out windows (0.5: indistinguishable).
 - Text: the State of the Union MDLM of bench_fidelity.py (`--text-ckpt`), judged by its AR model
   (`--text-judge`): generative perplexity, with each sample's unigram entropy (nats) beside it, since a sampler
   that lowers entropy fakes a low perplexity.
 
-Writes a table per track, JSON and a PNG (quality against NFE, one line per sampler).
+Writes a table per track, JSON and a PNG (quality against NFE, one line per sampler). A run keeps the other
+track's rows already in `--out`, so the tracks can run one at a time.
 
     python bench/bench_fidelity.py --track text --steps 2000 --out FID      # the text models (about 40 min)
     python bench/bench_sampler_quality.py --dna-ckpt DEMO/run --dna-judge AR_RUN \\
@@ -21,6 +22,7 @@ Writes a table per track, JSON and a PNG (quality against NFE, one line per samp
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from collections.abc import Callable
@@ -46,12 +48,21 @@ from mdlm_bio.dna.tokenizer import encode  # noqa: E402
 from mdlm_bio.text.eval_lm import unigram_entropy  # noqa: E402
 from mdlm_bio.training.checkpoints import TrainedModel, load_trained  # noqa: E402
 
-BUDGETS = (16, 32, 64, 128, 256, 1024)
+BUDGETS = (16, 32, 64, 128, 256)
+REFERENCE_BUDGET = 1024
+ERRORS = {"judge_bits_per_base": "judge_se"}  # metric -> its standard error, drawn as error bars
+PANELS = [("dna", "judge_bits_per_base", "DNA: bits/base under demo-ar (lower is better)"),
+          ("dna", "discriminator_auroc", "DNA: discriminator AUROC (0.5 is best)"),
+          ("text", "gen_ppl", "Text: generative perplexity under the AR model"),
+          ("text", "entropy_nats", "Text: unigram entropy per sample (nats)")]
 
 
-def plans(model: TrainedModel, budgets: tuple[int, ...]) -> list[tuple[str, int, SamplingPlan]]:
-    """(sampler label, budget, plan): every sampler at every budget it can spend."""
-    out = []
+def plans(model: TrainedModel, budgets: tuple[int, ...], reference: int) -> list[tuple[str, int, SamplingPlan]]:
+    """(sampler label, budget, plan): every sampler at every budget it can spend, and at the `reference` budget
+    the ancestral sampler (the goal's yardstick), its cached twin and ReMDM-loop (ReMDM's published setting)."""
+    out = [("ancestral", reference, model.plan("ancestral", reference)),
+           ("cached", reference, model.plan("cached", reference)),
+           ("remdm loop", reference, model.plan("remdm", reference, remasking=Remasking("loop")))]
     for budget in budgets:
         out += [("ancestral", budget, model.plan("ancestral", budget)),
                 ("cached", budget, model.plan("cached", budget)),
@@ -72,10 +83,11 @@ def draw(model: TrainedModel, plan: SamplingPlan, num: int, length: int, batch_s
 
 def dna_quality(samples: torch.Tensor, judge: TrainedModel, held_out: list[np.ndarray], seed: int) -> dict:
     sequences = [row.numpy().astype(np.uint8) for row in samples]
-    nll = sum(score_autoregressive(judge.module.causal_network, s, judge.context).nats for s in sequences)
+    bits = np.array([score_autoregressive(judge.module.causal_network, s, judge.context).bits_per_base
+                     for s in sequences])
     spectra = {k: kmer_spectrum(held_out, k) for k in (3, 6)}
     windows = reference_windows(held_out, [len(s) for s in sequences], np.random.default_rng(seed))
-    return {"judge_bits_per_base": nll / (samples.numel() * math.log(2)),
+    return {"judge_bits_per_base": float(bits.mean()), "judge_se": float(bits.std(ddof=1) / math.sqrt(len(bits))),
             **{f"js{k}": jensen_shannon_distance(kmer_spectrum(sequences, k), spectra[k]) for k in (3, 6)},
             "discriminator_auroc": discriminate(sequences, windows, seed).auroc,
             "entropy_nats": float(unigram_entropy(samples).mean())}
@@ -90,11 +102,11 @@ def text_quality(samples: torch.Tensor, judge: TrainedModel) -> dict:
 
 
 def run_track(track: str, model: TrainedModel, judge_quality: Callable[[torch.Tensor], dict], budgets: tuple[int, ...],
-              num: int, batch_size: int) -> list[dict]:
+              reference: int, num: int, batch_size: int) -> list[dict]:
     rows = []
-    for label, budget, plan in plans(model, budgets):
+    for label, budget, plan in plans(model, budgets, reference):
         samples, nfe, seconds = draw(model, plan, num, model.context, batch_size)
-        row = {"track": track, "sampler": label, "budget": budget, "nfe": nfe, "seconds": seconds,
+        row = {"track": track, "sampler": label, "budget": budget, "num": num, "nfe": nfe, "seconds": seconds,
                "plan": plan.description, **judge_quality(samples)}
         print({key: round(value, 4) if isinstance(value, float) else value for key, value in row.items()}, flush=True)
         rows.append(row)
@@ -111,12 +123,16 @@ def table(rows: list[dict], metrics: list[str]) -> str:
 
 
 def plot(rows: list[dict], panels: list[tuple[str, str, str]], out: Path) -> None:
-    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
-    for axis, (track, metric, title) in zip(axes[0], panels):
+    columns = min(2, len(panels))
+    lines = math.ceil(len(panels) / columns)
+    figure, axes = plt.subplots(lines, columns, figsize=(6.5 * columns, 4.5 * lines), squeeze=False)
+    for axis, (track, metric, title) in zip(axes.flat, panels):
         chosen = [row for row in rows if row["track"] == track]
         for sampler in dict.fromkeys(row["sampler"] for row in chosen):
-            points = sorted((row["nfe"], row[metric]) for row in chosen if row["sampler"] == sampler)
-            axis.plot(*zip(*points), marker="o", label=sampler)
+            points = sorted((row["nfe"], row[metric], row.get(ERRORS.get(metric, ""), 0.0))
+                            for row in chosen if row["sampler"] == sampler)
+            nfe, value, error = zip(*points)
+            axis.errorbar(nfe, value, yerr=error, marker="o", capsize=3, label=sampler)
         axis.set(xscale="log", xlabel="network calls per sample (NFE)", ylabel=metric, title=title)
         axis.legend()
     figure.tight_layout()
@@ -130,7 +146,9 @@ def main() -> None:
     parser.add_argument("--dna-judge", type=Path, default=None)
     parser.add_argument("--text-ckpt", type=Path, default=None)
     parser.add_argument("--text-judge", type=Path, default=None)
-    parser.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS))
+    parser.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS), help="NFE for every sampler")
+    parser.add_argument("--reference-budget", type=int, default=REFERENCE_BUDGET,
+                        help="NFE for ancestral, cached and ReMDM-loop only (default: 1024)")
     parser.add_argument("--num", type=int, default=64, help="samples per sampler and budget (default: 64)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
@@ -138,23 +156,25 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=Path("bench/sampler_quality.png"))
     options = parser.parse_args()
     torch.manual_seed(options.seed)
-    budgets, rows, panels = tuple(options.budgets), [], []
+    budgets, rows = tuple(options.budgets), []
     if options.dna_ckpt:
         sequences = bundled_sequences()
         held_out = [encode(sequences[name]) for name in BUNDLED_VALID_RECORDS]
         judge = load_trained(options.dna_judge)
         rows += run_track("dna", load_trained(options.dna_ckpt), lambda s: dna_quality(s, judge, held_out, options.seed),
-                          budgets, options.num, options.batch_size)
-        panels += [("dna", "judge_bits_per_base", "DNA: bits/base under demo-ar (lower is better)"),
-                   ("dna", "discriminator_auroc", "DNA: discriminator AUROC (0.5 is best)")]
+                          budgets, options.reference_budget, options.num, options.batch_size)
     if options.text_ckpt:
         text_judge = load_trained(options.text_judge)
         rows += run_track("text", load_trained(options.text_ckpt), lambda s: text_quality(s, text_judge), budgets,
-                          options.num, options.batch_size)
-        panels += [("text", "gen_ppl", "Text: generative perplexity under the AR model"),
-                   ("text", "entropy_nats", "Text: unigram entropy per sample (nats)")]
-    write_json(options.out, {"rows": rows, "num": options.num, "seed": options.seed})
-    for track, metrics in (("dna", ["judge_bits_per_base", "js3", "js6", "discriminator_auroc", "entropy_nats"]),
+                          options.reference_budget, options.num, options.batch_size)
+    # the other track's rows from an earlier run are kept, so the tracks can run one at a time (or side by side)
+    ran = {row["track"] for row in rows}
+    if options.out.is_file():
+        rows += [row for row in json.loads(options.out.read_text())["rows"] if row["track"] not in ran]
+    write_json(options.out, {"rows": rows, "seed": options.seed})
+    panels = [panel for panel in PANELS if any(row["track"] == panel[0] for row in rows)]
+    for track, metrics in (("dna", ["judge_bits_per_base", "judge_se", "js3", "js6", "discriminator_auroc",
+                                    "entropy_nats"]),
                            ("text", ["gen_ppl", "entropy_nats"])):
         chosen = [row for row in rows if row["track"] == track]
         if chosen:
