@@ -16,8 +16,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from .objectives import _subs_at_masked
 from .process import make_generator
-from .samplers import Denoiser, SampleOutput, _CountingDenoiser, _start_state, _subs_at_masked, sample_categorical
+from .samplers import Denoiser, SampleOutput, _CountingDenoiser, _start_state, sample_categorical
 from .schedules import NoiseSchedule
 
 ConfidenceScore = Literal["margin", "entropy", "probability"]

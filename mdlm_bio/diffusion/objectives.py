@@ -51,6 +51,18 @@ def _subs_log_probs(logits: Tensor, z_t: Tensor, mask_id: int) -> Tensor:
     return torch.where(unmasked, carry_over, log_probs)
 
 
+def _subs_at_masked(logits: Tensor, mask_id: int) -> Tensor:
+    """SUBS log-probs for rows [N, V] of masked positions: the mask token is never predicted.
+
+    Samplers draw only at masked positions and the loss has terms only there (SUBS carries the others over),
+    so both apply SUBS to those rows alone rather than to all of [B, L, V]: with a 50k vocabulary that
+    full-size work was most of a sampling step (bench/bench_text_sampling.py) and of a small model's training
+    step (bench/bench_train_throughput.py).
+    """
+    work_dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    return logits.to(work_dtype).index_fill(-1, torch.tensor([mask_id], device=logits.device), float("-inf")).log_softmax(-1)
+
+
 @dataclass(frozen=True)
 class LossOutput:
     """Summed per-token losses over the valid positions of a batch.
@@ -159,12 +171,10 @@ def _masked_position_loss(logits: Tensor, tokens: Tensor, positions: tuple[Tenso
     """The same NELBO terms from logits [N, V] at the masked valid positions only (`positions`: their row and
     column indices, row-major): every other position's term is exactly zero under SUBS, so it needs no logits."""
     rows, columns = positions
-    work_dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
-    mask_column = torch.tensor([mask_id], device=logits.device)
-    log_probs = logits.to(work_dtype).index_fill(-1, mask_column, float("-inf")).log_softmax(dim=-1)
+    log_probs = _subs_at_masked(logits, mask_id)
     cross_entropy = -log_probs.gather(-1, tokens[rows, columns, None].long()).squeeze(-1)
-    token_loss = torch.zeros(tokens.shape, dtype=work_dtype, device=tokens.device).index_put(
-        (rows, columns), cross_entropy * weights.to(work_dtype)[rows])
+    token_loss = torch.zeros(tokens.shape, dtype=log_probs.dtype, device=tokens.device).index_put(
+        (rows, columns), cross_entropy * weights.to(log_probs.dtype)[rows])
     return LossOutput(token_loss=token_loss, num_tokens=valid.sum())
 
 

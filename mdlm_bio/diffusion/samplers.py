@@ -16,7 +16,7 @@ from typing import Callable, Literal
 import torch
 from torch import Tensor
 
-from .objectives import check_logits
+from .objectives import _subs_at_masked, check_logits
 from .process import check_mask_id, check_tokens, make_generator
 from .remasking import Remasking
 from .schedules import CosineSchedule, NoiseSchedule
@@ -131,17 +131,6 @@ class _CountingDenoiser:
         check_logits(logits, z)
         check_mask_id(self.mask_id, logits.shape[-1])
         return logits
-
-
-def _subs_at_masked(logits: Tensor, mask_id: int) -> Tensor:
-    """SUBS log-probs for rows [N, V] of masked positions: the mask token is never predicted.
-
-    Samplers only draw at masked positions (SUBS carries the others over), so they apply SUBS to those
-    rows alone rather than to all of [B, L, V]: with a 50k vocabulary that full-size work was most of a
-    sampling step (bench/bench_text_sampling.py).
-    """
-    work_dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
-    return logits.to(work_dtype).index_fill(-1, torch.tensor([mask_id], device=logits.device), float("-inf")).log_softmax(-1)
 
 
 def _start_state(z_init: Tensor, mask_id: int) -> Tensor:
