@@ -34,7 +34,7 @@ SAMPLERS: tuple[SamplerName, ...] = ("ancestral", "cached", "first-hitting", "re
 class SamplingPlan:
     """How to draw: the sampler, its steps (ignored by first-hitting; for confidence decoding the calls allowed),
     the model's context and mask id, and the settings of ReMDM (`remasking`) and confidence decoding
-    (`confidence`; each defaults to its own defaults when that sampler is chosen)."""
+    (`confidence`; each takes its defaults when that sampler is chosen without them)."""
 
     sampler: SamplerName
     steps: int
@@ -55,6 +55,11 @@ class SamplingPlan:
             raise ValueError(f"remasking settings apply to the remdm sampler, not to {self.sampler}")
         if self.confidence is not None and self.sampler != "confidence":
             raise ValueError(f"confidence-decoding settings apply to the confidence sampler, not to {self.sampler}")
+        # the chosen sampler's settings, its defaults when none were given (frozen, hence object.__setattr__)
+        if self.sampler == "remdm" and self.remasking is None:
+            object.__setattr__(self, "remasking", Remasking())
+        if self.sampler == "confidence" and self.confidence is None:
+            object.__setattr__(self, "confidence", ConfidenceRule())
 
     def block_sampler(self, denoiser: Denoiser, schedule: NoiseSchedule, generator: torch.Generator):
         """z_init -> SampleOutput, for one window of at most `context` tokens."""
@@ -62,23 +67,22 @@ class SamplingPlan:
         if self.sampler == "first-hitting":
             return partial(first_hitting_sample, denoiser, **common)
         if self.sampler == "confidence":
-            return partial(confidence_sample, denoiser, steps=self.steps, rule=self.confidence or ConfidenceRule(),
-                           **common)
+            return partial(confidence_sample, denoiser, steps=self.steps, rule=self.confidence, **common)
         if self.sampler == "remdm":
-            return partial(remdm_sample, denoiser, steps=self.steps, remasking=self.remasking or Remasking(), **common)
+            return partial(remdm_sample, denoiser, steps=self.steps, remasking=self.remasking, **common)
         return partial(ancestral_sample, denoiser, steps=self.steps, cache=self.sampler == "cached", **common)
 
     @property
     def options(self) -> str:
         """The settings of ReMDM or confidence decoding, as key=value words ('' for the other samplers)."""
-        if self.sampler == "remdm":
-            remasking = self.remasking or Remasking()
+        if self.remasking is not None:
+            remasking = self.remasking
             text = f"remask={remasking.strategy} eta={remasking.rate:g}"
             if remasking.strategy == "loop":
                 text += f" t_on={remasking.t_on:g} t_off={remasking.t_off:g} alpha_on={remasking.alpha_on:g}"
             return text
-        if self.sampler == "confidence":
-            rule = self.confidence or ConfidenceRule()
+        if self.confidence is not None:
+            rule = self.confidence
             reveal = f"threshold={rule.threshold:g}" if rule.threshold is not None else f"reveal={rule.schedule}"
             return f"confidence={rule.score} {reveal}"
         return ""
