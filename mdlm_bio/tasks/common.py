@@ -54,21 +54,21 @@ def is_ours(spec: str | Path) -> bool:
     return not str(spec).startswith(HF_PREFIX) and is_mdlm_bio_checkpoint(checkpoint_path(spec))
 
 
-def published_context(spec: str | Path) -> int:
+def published_context(spec: str | Path, default: int) -> int:
     """The window a published Caduceus was trained on, from its name (caduceus-ps_seqlen-131k_... is 131,072);
-    the hg38 preset's window for a file whose name does not say."""
+    `default` for a file whose name does not say."""
     found = re.search(r"seqlen-(\d+)(k?)", str(spec))
-    if found:
-        return int(found.group(1)) * (1024 if found.group(2) else 1)
-    return run_settings(to_plain(load_config("hg38"))).data.window
+    return int(found.group(1)) * (1024 if found.group(2) else 1) if found else default
 
 
 def published_caduceus(spec: str | Path, device: str, trusted: bool = False) -> TrainedModel:
     """A published Caduceus (trained with masked language modelling) behind the DNA track's interface: the
-    hg38 preset's MDLM objective, the DNA mask id, and a distribution over the four bases."""
+    hg38 preset's MDLM objective (and window, when the name gives none), the DNA mask id, and a distribution over
+    the four bases."""
     backbone, weights = pretrained_backbone(spec, trusted)
-    objective = run_settings(to_plain(load_config("hg38"))).objective
-    module = DiffusionLM(ModelSpec(backbone=backbone, objective=objective, mask_id=MASK,
-                                   context=published_context(spec), track="dna", output_ids=BASE_IDS))
+    hg38 = run_settings(to_plain(load_config("hg38")))
+    module = DiffusionLM(ModelSpec(backbone=backbone, objective=hg38.objective, mask_id=MASK,
+                                   context=published_context(spec, hg38.data.window), track="dna",
+                                   output_ids=BASE_IDS))
     module.backbone.load_state_dict(weights)
     return TrainedModel(module.to(device).eval(), Path(str(spec)))
