@@ -36,8 +36,9 @@ def main() -> None:
     module = DiffusionLM(model_spec(settings, DNA_VOCABULARY, "dna", classes=("a", "b"))).eval()
     schedule = module.engine.schedule
     denoisers = {
-        "two calls (baseline)": guided_denoiser(module.class_denoiser(1), module.class_denoiser(None), args.weight),
-        "one batched call": module.guided_denoiser(1, args.weight),
+        "two calls (baseline)": guided_denoiser(module.sampling_denoiser(1), module.sampling_denoiser(None),
+                                                args.weight),
+        "one batched call": module.sampling_denoiser(1, args.weight),
     }
     print(f"{'guidance':<22}{'batch':>6}{'seconds':>9}{'samples/s':>11}{'speedup':>9}")
     with torch.inference_mode():

@@ -37,16 +37,16 @@ import torch  # noqa: E402
 from bench_variant_scores import bundled_sequences  # noqa: E402
 from harness import write_json  # noqa: E402
 
-from mdlm_bio.diffusion import ConfidenceRule, Remasking  # noqa: E402
-from mdlm_bio.diffusion.generation import SamplingPlan, generate  # noqa: E402
+from mdlm_bio.diffusion import Sampler, make_sampler  # noqa: E402
 from mdlm_bio.dna.autoregressive import score_autoregressive  # noqa: E402
 from mdlm_bio.dna.discriminator import discriminate  # noqa: E402
 from mdlm_bio.dna.genome import BUNDLED_VALID_RECORDS  # noqa: E402
 from mdlm_bio.dna.metrics import jensen_shannon_distance, kmer_spectrum  # noqa: E402
 from mdlm_bio.dna.report import reference_windows  # noqa: E402
 from mdlm_bio.dna.tokenizer import encode  # noqa: E402
+from mdlm_bio.models import load_model  # noqa: E402
+from mdlm_bio.models.handle import Model  # noqa: E402
 from mdlm_bio.text.eval_lm import unigram_entropy  # noqa: E402
-from mdlm_bio.training.checkpoints import TrainedModel, load_trained  # noqa: E402
 
 BUDGETS = (16, 32, 64, 128, 256)
 REFERENCE_BUDGET = 1024
@@ -57,33 +57,32 @@ PANELS = [("dna", "judge_bits_per_base", "DNA: bits/base under demo-ar (lower is
           ("text", "entropy_nats", "Text: unigram entropy per sample (nats)")]
 
 
-def plans(model: TrainedModel, budgets: tuple[int, ...], reference: int) -> list[tuple[str, int, SamplingPlan]]:
-    """(sampler label, budget, plan): every sampler at every budget it can spend, and at the `reference` budget
+def plans(model: Model, budgets: tuple[int, ...], reference: int) -> list[tuple[str, int, Sampler]]:
+    """(sampler label, budget, sampler): every sampler at every budget it can spend, and at the `reference` budget
     the ancestral sampler (the goal's yardstick), its cached twin and ReMDM-loop (ReMDM's published setting)."""
-    out = [("ancestral", reference, model.plan("ancestral", reference)),
-           ("cached", reference, model.plan("cached", reference)),
-           ("remdm loop", reference, model.plan("remdm", reference, remasking=Remasking("loop")))]
+    out = [("ancestral", reference, make_sampler("ancestral", steps=reference)),
+           ("cached", reference, make_sampler("cached", steps=reference)),
+           ("remdm loop", reference, make_sampler("remdm", steps=reference))]
     for budget in budgets:
-        out += [("ancestral", budget, model.plan("ancestral", budget)),
-                ("cached", budget, model.plan("cached", budget)),
-                ("remdm loop", budget, model.plan("remdm", budget, remasking=Remasking("loop"))),
-                ("remdm cap", budget, model.plan("remdm", budget, remasking=Remasking("cap")))]
+        out += [("ancestral", budget, make_sampler("ancestral", steps=budget)),
+                ("cached", budget, make_sampler("cached", steps=budget)),
+                ("remdm loop", budget, make_sampler("remdm", steps=budget)),
+                ("remdm cap", budget, make_sampler("remdm", steps=budget, remask="cap"))]
         if budget <= model.context:  # confidence decoding spends at most one call per position
-            out.append(("confidence", budget, model.plan("confidence", budget, confidence=ConfidenceRule())))
-    return out + [("first-hitting", model.context, model.plan("first-hitting", 1))]
+            out.append(("confidence", budget, make_sampler("confidence", steps=budget)))
+    return out + [("first-hitting", model.context, make_sampler("first-hitting"))]
 
 
-def draw(model: TrainedModel, plan: SamplingPlan, num: int, length: int, batch_size: int) -> tuple[torch.Tensor, float, float]:
+def draw(model: Model, sampler: Sampler, num: int, length: int, batch_size: int) -> tuple[torch.Tensor, float, float]:
     """(samples, NFE per sample, seconds)."""
     begin = time.perf_counter()
-    with torch.no_grad():
-        out = generate(model.denoiser, model.schedule, plan, num=num, length=length, seed=0, batch_size=batch_size)
+    out = model.sample(sampler, num=num, length=length, seed=0, batch_size=batch_size)
     return out.tokens, out.row_calls / num, time.perf_counter() - begin
 
 
-def dna_quality(samples: torch.Tensor, judge: TrainedModel, held_out: list[np.ndarray], seed: int) -> dict:
+def dna_quality(samples: torch.Tensor, judge: Model, held_out: list[np.ndarray], seed: int) -> dict:
     sequences = [row.numpy().astype(np.uint8) for row in samples]
-    bits = np.array([score_autoregressive(judge.module.causal_network, s, judge.context).bits_per_base
+    bits = np.array([score_autoregressive(judge.network.causal_network, s, judge.context).bits_per_token
                      for s in sequences])
     spectra = {k: kmer_spectrum(held_out, k) for k in (3, 6)}
     windows = reference_windows(held_out, [len(s) for s in sequences], np.random.default_rng(seed))
@@ -93,21 +92,21 @@ def dna_quality(samples: torch.Tensor, judge: TrainedModel, held_out: list[np.nd
             "entropy_nats": float(unigram_entropy(samples).mean())}
 
 
-def text_quality(samples: torch.Tensor, judge: TrainedModel) -> dict:
+def text_quality(samples: torch.Tensor, judge: Model) -> dict:
     """Generative perplexity under the AR judge (every token after the first, given the ones before it)."""
     with torch.no_grad():
-        log_probs = judge.module.causal_network(samples)[:, :-1].double().log_softmax(-1)
+        log_probs = judge.network.causal_network(samples)[:, :-1].double().log_softmax(-1)
     nll = -log_probs.gather(-1, samples[:, 1:, None])[..., 0].mean()
     return {"gen_ppl": float(nll.exp()), "entropy_nats": float(unigram_entropy(samples).mean())}
 
 
-def run_track(track: str, model: TrainedModel, judge_quality: Callable[[torch.Tensor], dict], budgets: tuple[int, ...],
+def run_track(track: str, model: Model, judge_quality: Callable[[torch.Tensor], dict], budgets: tuple[int, ...],
               reference: int, num: int, batch_size: int) -> list[dict]:
     rows = []
-    for label, budget, plan in plans(model, budgets, reference):
-        samples, nfe, seconds = draw(model, plan, num, model.context, batch_size)
+    for label, budget, sampler in plans(model, budgets, reference):
+        samples, nfe, seconds = draw(model, sampler, num, model.context, batch_size)
         row = {"track": track, "sampler": label, "budget": budget, "num": num, "nfe": nfe, "seconds": seconds,
-               "plan": plan.description, **judge_quality(samples)}
+               "plan": sampler.describe(), **judge_quality(samples)}
         print({key: round(value, 4) if isinstance(value, float) else value for key, value in row.items()}, flush=True)
         rows.append(row)
     return rows
@@ -160,12 +159,12 @@ def main() -> None:
     if options.dna_ckpt:
         sequences = bundled_sequences()
         held_out = [encode(sequences[name]) for name in BUNDLED_VALID_RECORDS]
-        judge = load_trained(options.dna_judge)
-        rows += run_track("dna", load_trained(options.dna_ckpt), lambda s: dna_quality(s, judge, held_out, options.seed),
+        judge = load_model(options.dna_judge)
+        rows += run_track("dna", load_model(options.dna_ckpt), lambda s: dna_quality(s, judge, held_out, options.seed),
                           budgets, options.reference_budget, options.num, options.batch_size)
     if options.text_ckpt:
-        text_judge = load_trained(options.text_judge)
-        rows += run_track("text", load_trained(options.text_ckpt), lambda s: text_quality(s, text_judge), budgets,
+        text_judge = load_model(options.text_judge)
+        rows += run_track("text", load_model(options.text_ckpt), lambda s: text_quality(s, text_judge), budgets,
                           options.reference_budget, options.num, options.batch_size)
     # the other track's rows from an earlier run are kept, so the tracks can run one at a time (or side by side)
     ran = {row["track"] for row in rows}

@@ -19,6 +19,7 @@ the reference. Ratios are within one run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import time
 
@@ -26,36 +27,46 @@ import numpy as np
 import torch
 from harness import peak_memory_mib, write_json
 
-from mdlm_bio.diffusion.generation import SamplingPlan, generate
+from mdlm_bio.diffusion import make_sampler
 from mdlm_bio.dna.genome import split_sequences
 from mdlm_bio.dna.metrics import jensen_shannon_distance, kmer_spectrum
 from mdlm_bio.dna.report import reference_windows
-from mdlm_bio.training.checkpoints import TrainedModel, load_trained
+from mdlm_bio.models import load_model
+from mdlm_bio.models.handle import Model
 
 K = 3
 # the exact-or-MDLM samplers; ReMDM and confidence decoding are judged against calls in bench_sampler_quality.py
 SAMPLERS = ("ancestral", "cached", "first-hitting")
 
 
-def model_bits_per_base(model: TrainedModel, sequences: torch.Tensor, seed: int = 0) -> float:
+def model_bits_per_base(model: Model, sequences: torch.Tensor, seed: int = 0) -> float:
     """The model's NELBO in bits per base, over training-length windows of the sequences (16 noise draws)."""
     window = min(model.context, sequences.shape[1])
     windows = sequences[:, : sequences.shape[1] // window * window].reshape(-1, window)
     generator = torch.Generator().manual_seed(seed)
-    losses = [model.module.objective(windows, None, generator).loss for _ in range(16)]
+    losses = [model.network.objective(windows, None, generator).loss for _ in range(16)]
     return float(torch.stack(losses).mean()) / math.log(2)
 
 
-def quality(model: TrainedModel, tokens: torch.Tensor, reference_spectrum: np.ndarray) -> dict[str, float]:
+def quality(model: Model, tokens: torch.Tensor, reference_spectrum: np.ndarray) -> dict[str, float]:
     spectrum = kmer_spectrum([row.numpy().astype(np.uint8) for row in tokens], K)
     return {"js": jensen_shannon_distance(spectrum, reference_spectrum), "bits_per_base": model_bits_per_base(model, tokens)}
 
 
-def measure(model: TrainedModel, plan: SamplingPlan, num: int, length: int, reference: np.ndarray) -> dict:
+def with_context(model: Model, context: int) -> Model:
+    """The model told its context is `context`: Mamba runs at any length, so one window of that many bases per
+    sample measures the samplers at lengths the demo model was not trained on."""
+    model.network.spec = dataclasses.replace(model.network.spec, context=context)
+    return model
+
+
+def measure(model: Model, sampler: str, steps: int, num: int, length: int, reference: np.ndarray) -> dict:
+    """`num` samples of `length` bases from `model` with the sampler registered as `sampler`."""
+    chosen = make_sampler(sampler) if sampler == "first-hitting" else make_sampler(sampler, steps=steps)
     start = time.perf_counter()
-    out = generate(model.denoiser, model.schedule, plan, num=num, length=length, seed=0, batch_size=num)
+    out = model.sample(chosen, num=num, length=length, seed=0, batch_size=num)
     seconds = time.perf_counter() - start
-    return {"sampler": plan.sampler, "steps": plan.steps, "length": length, "context": plan.context, "num": num,
+    return {"sampler": sampler, "steps": steps, "length": length, "context": model.context, "num": num,
             "seconds": seconds, "calls": out.num_calls, "row_calls": out.row_calls, "samples_per_s": num / seconds,
             **quality(model, out.tokens, reference)}
 
@@ -71,15 +82,16 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    model = load_trained(args.checkpoint)
+    model = load_model(args.checkpoint)
     reference_records = [tokens for _, tokens in split_sequences(model.config["data"]["data_dir"])]
     reference = kmer_spectrum(reference_records, K)
     rows = []
     with torch.inference_mode():
         # Warm-up (thread pool, allocator), so the first timed row does not pay for it.
-        measure(model, model.plan("ancestral", 10), 2, model.context, reference)
+        trained_context = model.context
+        measure(model, "ancestral", 10, 2, trained_context, reference)
         cases = [(length, steps, length) for length in args.lengths for steps in args.steps]
-        cases += [(args.semi_ar_length, steps, model.context) for steps in args.steps[:1]]
+        cases += [(args.semi_ar_length, steps, trained_context) for steps in args.steps[:1]]
         first_hitting = {}  # it ignores T: one run per (length, context) serves every T
         for length, steps, context in cases:
             num = max(1, args.tokens // length)
@@ -88,7 +100,7 @@ def main() -> None:
                 if sampler == "first-hitting" and (length, context) in first_hitting:
                     case[sampler] = {**first_hitting[length, context], "steps": steps}
                     continue
-                case[sampler] = measure(model, SamplingPlan(sampler, steps, context, model.mask_id), num, length, reference)
+                case[sampler] = measure(with_context(model, context), sampler, steps, num, length, reference)
                 print(case[sampler], flush=True)
             first_hitting[length, context] = case["first-hitting"]
             for row in case.values():
@@ -98,7 +110,7 @@ def main() -> None:
             windows = reference_windows(reference_records, [length] * max(1, args.tokens // length), np.random.default_rng(0))
             floors[length] = quality(model, torch.as_tensor(np.stack(windows), dtype=torch.long), reference)
     peak_mib = peak_memory_mib("cpu")
-    write_json(args.json, {"checkpoint": str(model.path), "rows": rows, "held_out_windows": floors, "peak_rss_mib": peak_mib})
+    write_json(args.json, {"checkpoint": model.source, "rows": rows, "held_out_windows": floors, "peak_rss_mib": peak_mib})
     print(f"{'sampler':<14}{'L':>6}{'ctx':>5}{'T':>6}{'calls':>7}{'rows':>7}{'seconds':>9}{'samples/s':>11}{'time/anc':>10}"
           f"{f'JS {K}-mer':>10}{'bits/base':>11}")
     for r in rows:

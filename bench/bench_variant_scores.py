@@ -39,8 +39,9 @@ from mdlm_bio.dna.genome import BUNDLED_FASTA, BUNDLED_VALID_RECORDS
 from mdlm_bio.dna.tokenizer import N, decode, encode
 from mdlm_bio.dna.variant_plan import AlleleWindows, allele_windows, plan_alleles
 from mdlm_bio.dna.vcf import Reference, read_vcf
+from mdlm_bio.models import load_model
+from mdlm_bio.models.handle import Model
 from mdlm_bio.tasks.score_variants import score_variants
-from mdlm_bio.training.checkpoints import TrainedModel, load_trained
 
 VCF_HEADER = "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
 
@@ -71,11 +72,11 @@ def write_vcf(path: Path, variants: list[tuple[str, int, str, str]]) -> None:
     path.write_text(VCF_HEADER + "".join(f"{c}\t{p}\t.\t{r}\t{a}\t.\t.\t.\n" for c, p, r, a in variants))
 
 
-def independent_standard_error(model: TrainedModel, windows: AlleleWindows, mc: int) -> float:
+def independent_standard_error(model: Model, windows: AlleleWindows, mc: int) -> float:
     """The standard error of the NELBO difference had each window drawn its own noise."""
     def draws(bases: str, seed: int) -> torch.Tensor:
         batch = torch.as_tensor(encode(bases), dtype=torch.long).expand(mc, -1)
-        out = model.module.engine.loss(model.denoiser, batch, batch != N, torch.Generator().manual_seed(seed))
+        out = model.network.engine.loss(model.network.denoiser, batch, batch != N, torch.Generator().manual_seed(seed))
         return out.per_sequence.double()
 
     with torch.no_grad():
@@ -86,15 +87,21 @@ def deletion_errors(ckpt: str, reference: Path, vcf: Path, folder: Path, mc: int
     """Median paired (score-variants) and independent standard errors over the deletions of `vcf`."""
     tsv = folder / "deletions.tsv"
     with contextlib.redirect_stderr(io.StringIO()):
-        score_variants(vcf, reference, ckpt, out=folder / "deletions.vcf", tsv=tsv, mc=mc)
+        run_score_variants(vcf, reference, ckpt, folder / "deletions.vcf", tsv, mc)
     with open(tsv) as handle:
         paired = [float(row["standard_error"]) for row in csv.DictReader(handle, delimiter="\t")
                   if row["standard_error"] != "."]
-    model, genome = load_trained(ckpt), Reference(reference)
+    model, genome = load_model(ckpt), Reference(reference)
     alleles = [a for a in plan_alleles(read_vcf(vcf), genome, model.context, False, vcf) if a.kind]
     independent = [independent_standard_error(model, allele_windows(a, genome), mc) for a in alleles]
     return {"model": ckpt, "deletions": len(paired), "mc": mc, "paired_se_median": statistics.median(paired),
             "independent_se_median": statistics.median(independent)}
+
+
+def run_score_variants(vcf: Path, reference: Path, ckpt: str, out: Path, tsv: Path, mc: int) -> None:
+    """`mdlm-bio score-variants` with its defaults, but `mc`."""
+    score_variants(vcf, reference, ckpt, out=out, tsv=tsv, window=None, mc=mc, batch_size=64, seed=0,
+                   skip_mismatches=False, device="cpu", trust_checkpoint=False, ignore_memory_limit=False)
 
 
 def auroc(scores: list[float]) -> float:
@@ -127,12 +134,12 @@ def main() -> None:
         write_vcf(vcf, variants)
         write_vcf(Path(folder) / "deletions.vcf", random_deletions(sequences, options.deletions, options.seed))
         errors = [deletion_errors(ckpt, reference, Path(folder) / "deletions.vcf", Path(folder), options.mc)
-                  for ckpt in options.ckpt if not load_trained(ckpt).module.is_autoregressive]
+                  for ckpt in options.ckpt if load_model(ckpt).kind == "mdlm"]  # NELBO differences: diffusion
         for ckpt in options.ckpt:
             tsv = Path(folder) / "scores.tsv"
             begin = time.perf_counter()
             with contextlib.redirect_stderr(io.StringIO()):
-                score_variants(vcf, reference, ckpt, out=Path(folder) / "scores.vcf", tsv=tsv)
+                run_score_variants(vcf, reference, ckpt, Path(folder) / "scores.vcf", tsv, options.mc)
             seconds = time.perf_counter() - begin
             with open(tsv) as handle:
                 scores = [float(row["score_nats"]) for row in csv.DictReader(handle, delimiter="\t")

@@ -15,7 +15,7 @@ from mdlm_bio.cli import main
 from mdlm_bio.dna.autoregressive import sample_autoregressive, score_autoregressive
 from mdlm_bio.dna.fasta import read_fasta, write_fasta
 from mdlm_bio.dna.tokenizer import BASE_IDS, N, decode
-from mdlm_bio.training.checkpoints import load_trained
+from mdlm_bio.models import load_model
 
 # A first-order Markov chain over A, C, G, T: row = previous base, column = next base
 TRANSITIONS = torch.tensor([[0.70, 0.10, 0.10, 0.10],
@@ -71,7 +71,7 @@ def test_sampling_keeps_the_prompt_and_slides_past_the_context():
 def test_score_is_the_exact_nll_window_by_window(context):
     tokens = np.random.default_rng(0).choice(BASE_IDS, 12).astype(np.uint8)
     score = score_autoregressive(chain_network(), tokens, context)
-    assert score.num_bases == 12
+    assert score.tokens == 12
     assert score.nats == pytest.approx(chain_nll(tokens.tolist(), context), rel=1e-12)
 
 
@@ -81,7 +81,7 @@ def test_score_leaves_n_unscored_but_in_the_context():
     # the first base after an N is drawn uniformly from the model's view (uniform after N): log 4 each
     expected = (math.log(4) - math.log(TRANSITIONS[0, 1]) - math.log(TRANSITIONS[1, 2]) - math.log(TRANSITIONS[2, 3])
                 + math.log(4))
-    assert score.num_bases == 5 and score.nats == pytest.approx(expected, rel=1e-12)
+    assert score.tokens == 5 and score.nats == pytest.approx(expected, rel=1e-12)
 
 
 def test_cli_samples_scores_and_refuses_infill_with_an_ar_checkpoint(ar_run, tmp_path, capsys):
@@ -95,8 +95,8 @@ def test_cli_samples_scores_and_refuses_infill_with_an_ar_checkpoint(ar_run, tmp
     main(["score", str(out), "--ckpt", str(ar_run)])
     rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
     assert rows[0][3] == "nll_nats"
-    model = load_trained(ar_run)
-    expected = score_autoregressive(model.module.causal_network, records[0].tokens, model.context)
+    model = load_model(ar_run)
+    expected = score_autoregressive(model.network.causal_network, records[0].tokens, model.context)
     assert float(rows[1][3]) == pytest.approx(expected.nats, abs=1e-4)
     assert ("holds an autoregressive model; infill needs a masked-diffusion (mdlm) model: a causal model conditions "
             "on the bases to the left only, so it cannot fill a gap from both sides") in error_of(

@@ -12,11 +12,11 @@ import torch
 from dna_runs import train_args
 
 from mdlm_bio.backbones import registry
+from mdlm_bio.backbones.caduceus import Caduceus
 from mdlm_bio.cli import main
 from mdlm_bio.diffusion import PolynomialSchedule
-from mdlm_bio.training.checkpoints import load_trained
-from mdlm_bio.training.module import DiffusionLM
-from mdlm_bio.training.settings import ModelSpec
+from mdlm_bio.models import load_model
+from mdlm_bio.models.spec import ModelSpec
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -24,25 +24,25 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def test_a_format_1_checkpoint_loads_to_the_same_logits():
     """Format 1: written by the code of 2026-11-30 (commit cd3b777), which stored the backbone as preset + overrides
     and no format version: a caduceus-tiny (d_model 8, 1 layer, d_state 4) trained 2 steps on the bundled DNA."""
-    model = load_trained(FIXTURES / "checkpoint_format_1.ckpt")
+    model = load_model(FIXTURES / "checkpoint_format_1.ckpt")
     expected = torch.load(FIXTURES / "checkpoint_format_1_logits.pt", weights_only=True)
     with torch.no_grad():
-        logits = model.module.denoiser(expected["tokens"], expected["t"])
+        logits = model.network.denoiser(expected["tokens"], expected["t"])
     # Float32 rounding only: the same model, though later speedups may reorder its arithmetic (BiMamba's one
     # out_proj call for both directions moved these logits by 5e-8).
     torch.testing.assert_close(logits, expected["logits"], rtol=1e-5, atol=1e-6)
-    assert (model.module.mask_id, model.context) == (3, 32)
+    assert (model.mask_id, model.context) == (3, 32)
 
 
 def denoise_once(model) -> torch.Tensor:
     tokens = torch.tensor([[7, 8, 3, 10, 3, 9, 7, 7]])
     with torch.no_grad():
-        return model.module.denoiser(tokens, torch.full((1,), 0.5))
+        return model.network.denoiser(tokens, torch.full((1,), 0.5))
 
 
 def test_editing_or_renaming_a_preset_changes_no_trained_model(run_dir, tmp_path, monkeypatch):
     """A format 2 checkpoint rebuilds its model from the settings it stored, never from configs/backbone."""
-    before = denoise_once(load_trained(run_dir))
+    before = denoise_once(load_model(run_dir))
     configs = tmp_path / "configs"
     shutil.copytree(resources.files("mdlm_bio.configs"), configs)
     edited = (configs / "backbone" / "caduceus-tiny.yaml").read_text().replace("d_state: 8", "d_state: 2")
@@ -50,13 +50,13 @@ def test_editing_or_renaming_a_preset_changes_no_trained_model(run_dir, tmp_path
     (configs / "backbone" / "caduceus-tiny-renamed.yaml").write_text(edited)  # ... and edited
     monkeypatch.setattr(registry.resources, "files", lambda package: configs)
     assert "caduceus-tiny" not in registry.preset_names()
-    torch.testing.assert_close(denoise_once(load_trained(run_dir)), before, rtol=0, atol=0)
+    torch.testing.assert_close(denoise_once(load_model(run_dir)), before, rtol=0, atol=0)
 
 
 def test_schedule_parameters_come_from_the_config_and_stay_in_the_checkpoint(tmp_path, data_dir):
     run = tmp_path / "polynomial"
     main(train_args(run, data_dir, steps=2, every=2) + ["objective.schedule={name: polynomial, k: 3.0}"])
-    schedule = load_trained(run).schedule
+    schedule = load_model(run).network.engine.schedule
     assert isinstance(schedule, PolynomialSchedule) and schedule.k == 3.0
 
 
@@ -68,13 +68,13 @@ def test_sampling_infilling_and_scoring_use_the_checkpoints_own_mask_id(run_dir,
     other = tmp_path / "mask12.ckpt"
     torch.save({"state_dict": payload["state_dict"], "mdlm_bio_format": 2, "mdlm_bio_model": spec.to_dict()}, other)
     seen: list[torch.Tensor] = []
-    denoiser = DiffusionLM.denoiser
+    hidden_states = Caduceus.hidden_states  # what every call reaches, for all logits or at positions only
 
-    def recording(self, z_t, t, labels=None):
-        seen.append(z_t.clone())
-        return denoiser(self, z_t, t, labels)
+    def recording(self, tokens, labels=None):
+        seen.append(tokens.clone())
+        return hidden_states(self, tokens, labels)
 
-    monkeypatch.setattr(DiffusionLM, "denoiser", recording)
+    monkeypatch.setattr(Caduceus, "hidden_states", recording)
     fasta = tmp_path / "in.fa"
     fasta.write_text(">a\nACGTNNNNACGTACGT\n")
     main(["sample", "--ckpt", str(other), "--num", "2", "--length", "20", "--out", str(tmp_path / "s.fa")])

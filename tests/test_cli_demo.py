@@ -25,4 +25,4 @@ def test_demo_trains_samples_and_reports(tmp_path, capsys):
 def test_demo_rejects_nonpositive_steps(capsys):
     with pytest.raises(SystemExit):
         main(["demo", "--steps", "0"])
-    assert "--steps must be a positive integer" in capsys.readouterr().err
+    assert "argument --steps: must be a positive integer, not 0" in capsys.readouterr().err

@@ -18,8 +18,10 @@ from mdlm_bio.cli import main
 from mdlm_bio.diffusion import guided_denoiser
 from mdlm_bio.dna.fasta import read_fasta
 from mdlm_bio.dna.metrics import gc_content
-from mdlm_bio.dna.tokenizer import COMPLEMENT_MAP, reverse_complement_tokens
-from mdlm_bio.training.checkpoints import TrainedModel, load_trained
+from mdlm_bio.dna.strands import other_strand
+from mdlm_bio.dna.tokenizer import COMPLEMENT_MAP
+from mdlm_bio.models import load_model
+from mdlm_bio.models.diffusion_model import DiffusionModel
 from mdlm_bio.training.config import ConfigError, load_config
 from mdlm_bio.training.data import preset_backbone
 
@@ -37,7 +39,7 @@ def test_conditional_caduceus_ps_stays_reverse_complement_equivariant():
     labels = torch.tensor([0, 1, 2, 3])
     with torch.no_grad():
         logits = model(tokens, labels=labels)
-        flipped = model(reverse_complement_tokens(tokens), labels=labels)
+        flipped = model(other_strand(tokens), labels=labels)
     torch.testing.assert_close(flipped, reverse_complement_logits(logits, torch.tensor(COMPLEMENT_MAP)))
 
 
@@ -66,10 +68,10 @@ def test_label_dropout_replaces_labels_by_the_null_label_at_its_rate():
 
 
 def test_class_lookup_errors_are_clear():
-    unconditional = TrainedModel(module=dna_module(), path=Path("run/last.ckpt"))
+    unconditional = DiffusionModel(dna_module(), "run/last.ckpt", "demo")
     with pytest.raises(ValueError, match=r"run/last.ckpt holds an unconditional model; --class needs one trained"):
         unconditional.class_index("gc_rich")
-    conditional = TrainedModel(module=dna_module("conditional", classes=("a", "b")), path=Path("x"))
+    conditional = DiffusionModel(dna_module("conditional", classes=("a", "b")), "x", "conditional")
     assert conditional.class_index("b") == 1 and conditional.class_index("0") == 0
     with pytest.raises(ValueError, match=r"unknown class 'c'; this model knows \['a', 'b'\]"):
         conditional.class_index("c")
@@ -91,8 +93,8 @@ def gc_fraction(path: Path) -> float:
 
 
 def test_checkpoint_knows_its_classes(toy):
-    model = load_trained(toy / "run")
-    assert model.classes == [AT_RICH, GC_RICH] and model.module.num_classes == 2
+    model = load_model(toy / "run")
+    assert model.classes == [AT_RICH, GC_RICH] and model.network.num_classes == 2
 
 
 def test_guidance_moves_samples_toward_the_class(toy, capsys):
@@ -143,13 +145,17 @@ def test_oracle_accuracy_rises_with_guidance(toy):
     assert "| gc_rich | 2 |" in (toy / "eval" / "summary.md").read_text()
 
 
-def test_batched_guidance_equals_the_engines_two_call_guidance():
+def test_batched_guidance_equals_the_engines_two_call_guidance_everywhere_and_at_positions():
     module = dna_module("conditional", classes=("a", "b")).double().eval()
     z = torch.randint(3, 11, (5, 17), generator=torch.Generator().manual_seed(0))
     t = torch.rand(5, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    positions = (torch.tensor([0, 0, 2, 4]), torch.tensor([1, 16, 0, 7]))
     with torch.no_grad():
         for weight in (0.0, 1.0, 2.5, -0.5):
-            two_calls = guided_denoiser(module.class_denoiser(1), module.class_denoiser(None), weight)(z, t)
-            torch.testing.assert_close(module.guided_denoiser(1, weight)(z, t).double().log_softmax(-1), two_calls.double())
+            two_calls = guided_denoiser(module.sampling_denoiser(1), module.sampling_denoiser(None), weight)
+            batched = module.sampling_denoiser(1, weight)
+            torch.testing.assert_close(batched(z, t).double().log_softmax(-1), two_calls(z, t).double())
+            torch.testing.assert_close(batched.at(z, t, positions).double().log_softmax(-1),
+                                       two_calls.at(z, t, positions).double())
     with pytest.raises(ValueError, match="class index 2 is out of range for 2 classes"):
-        module.guided_denoiser(2, 2.0)
+        module.sampling_denoiser(2, 2.0)

@@ -20,7 +20,7 @@ from Bio import SeqIO
 from dna_runs import error_of, train_args
 
 from mdlm_bio.cli import main
-from mdlm_bio.training.checkpoints import load_trained
+from mdlm_bio.models import load_model
 
 
 def test_train_writes_config_checkpoint_and_logs(run_dir):
@@ -110,10 +110,10 @@ def test_bf16_mixed_training_tracks_float32_and_reloads_in_float32(run_dir, data
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     for weights in (checkpoint["state_dict"], checkpoint["current_model_state"]):  # EMA and raw
         assert all(value.dtype == torch.float32 for value in weights.values() if value.is_floating_point())
-    model = load_trained(run)
+    model = load_model(run)
     with torch.no_grad():
-        logits = model.module.denoiser(torch.full((2, 64), model.module.mask_id), torch.ones(2))
-    assert logits.dtype == torch.float32 and torch.isfinite(logits[..., model.module.output_allowed]).all()
+        logits = model.network.denoiser(torch.full((2, 64), model.mask_id), torch.ones(2))
+    assert logits.dtype == torch.float32 and torch.isfinite(logits[..., model.network.output_allowed]).all()
 
 
 def test_changing_the_model_of_an_existing_run_is_refused(run_dir, data_dir, capsys):
@@ -205,10 +205,12 @@ def test_bad_fasta_inputs_name_the_file_and_leave_nothing_behind(run_dir, tmp_pa
 def test_checkpoints_of_other_models_are_refused(tmp_path, data_dir, capsys):
     ar_run = tmp_path / "ar"
     main(train_args(ar_run, data_dir, steps=2, every=2, preset="demo-ar"))
+    fasta = tmp_path / "x.fa"
+    fasta.write_text(">x\nACGTNNNNACGT\n")
     assert "holds an autoregressive model; infill needs a masked-diffusion" in error_of(
-        capsys, ["infill", "--ckpt", str(ar_run), "x.fa", "--out", str(tmp_path / "filled.fa")])
+        capsys, ["infill", "--ckpt", str(ar_run), str(fasta), "--out", str(tmp_path / "filled.fa")])
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"state_dict": {}}, foreign)
-    assert "not an mdlm-bio training checkpoint, or an incomplete one: it has no ['mdlm_bio_config', 'mdlm_bio_mask_id']" \
-        in error_of(capsys, ["score", "x.fa", "--ckpt", str(foreign)])
+    assert "neither an mdlm-bio checkpoint (it has no mdlm_bio_model entry) nor a published MDLM or Caduceus state " \
+           "dict" in error_of(capsys, ["score", str(fasta), "--ckpt", str(foreign)])
     assert "no checkpoint at" in error_of(capsys, ["sample", "--ckpt", str(tmp_path / "nothing")])

@@ -14,13 +14,8 @@ from dna_runs import error_of, train_args
 
 from mdlm_bio.cli import main
 from mdlm_bio.memory import activation_bytes
-from mdlm_bio.training.checkpoint_io import (
-    CHECKSUMS,
-    AtomicCheckpointIO,
-    NonFiniteWeightsError,
-    non_finite_names,
-    weights_checksum,
-)
+from mdlm_bio.models.checkpoint_format import CHECKSUMS, NonFiniteWeightsError, non_finite_names, weights_checksum
+from mdlm_bio.training.checkpoint_io import AtomicCheckpointIO
 from mdlm_bio.training.module import DiffusionLM
 
 
@@ -125,10 +120,11 @@ def damage(kind: str, good: Path, out: Path) -> str:
         return "its stored settings do not match the checksum saved with them"
     if kind == "python objects":
         torch.save({"state_dict": {}, "hyper_parameters": zipfile.ZipInfo("x")}, out)
-        return "holds Python objects besides tensors and plain data, so mdlm-bio did not write it"
+        return "holds Python objects besides tensors (as Lightning checkpoints do), and loading those can run code; " \
+               "mdlm-bio did not write it"
     if kind == "bare tensor":
         torch.save(torch.zeros(3), out)
-        return "holds a Tensor, not an mdlm-bio training checkpoint"
+        return "holds a Tensor, not an mdlm-bio"
     checkpoint = torch.load(good, weights_only=True)
     del checkpoint["mdlm_bio_model"], checkpoint[CHECKSUMS]  # as a file not written by us would lack it
     torch.save(checkpoint, out)

@@ -15,9 +15,9 @@ from toy_distribution import ToyDistribution, chi_square_counts, chi_square_pval
 
 from mdlm_bio.cli import main
 from mdlm_bio.diffusion import LogLinearSchedule, all_masked, ancestral_sample, clamp_for_infilling
-from mdlm_bio.diffusion.confidence import ConfidenceRule, confidence_sample
+from mdlm_bio.diffusion.confidence import confidence_sample, still_masked
+from mdlm_bio.diffusion.confidence_sampler import ConfidenceSampler
 from mdlm_bio.diffusion.remasking import Remasking
-from mdlm_bio.diffusion.samplers import remdm_sample
 
 TOY = default_toy()
 NUM_SAMPLES = 4000
@@ -46,7 +46,7 @@ class Recorder:
                                        Remasking("rescale", 0.5), Remasking("loop", 0.02)])
 def test_remdm_reproduces_the_distribution_with_an_exact_denoiser(remasking):
     recorder = Recorder(TOY.oracle())
-    out = remdm_sample(recorder, prior(), exact_schedule(), TOY.mask_id, steps=512, remasking=remasking, generator=11)
+    out = ancestral_sample(recorder, prior(), exact_schedule(), TOY.mask_id, steps=512, remasking=remasking, generator=11)
     assert not bool((out.tokens == TOY.mask_id).any())
     assert chi_square_pvalue(out.tokens, TOY) > P_THRESHOLD
     assert out.num_calls == len(recorder.inputs) and out.row_calls == sum(len(z) for z in recorder.inputs)
@@ -59,8 +59,8 @@ def test_remdm_reproduces_the_distribution_with_an_exact_denoiser(remasking):
 def test_the_check_rejects_remdm_steps_that_reveal_many_positions_at_once(remasking, steps):
     """Each step reveals positions independently from their marginals, exact only when a step reveals at most
     one; a loop at eta = 0.1 reveals 90% of the masked positions per step, and the test must see it."""
-    out = remdm_sample(TOY.oracle(), prior(), exact_schedule(), TOY.mask_id, steps=steps, remasking=remasking,
-                       generator=11)
+    out = ancestral_sample(TOY.oracle(), prior(), exact_schedule(), TOY.mask_id, steps=steps, remasking=remasking,
+                           generator=11)
     assert chi_square_pvalue(out.tokens, TOY) < 1e-6
 
 
@@ -69,8 +69,8 @@ def test_the_check_rejects_remdm_steps_that_reveal_many_positions_at_once(remask
 def test_remdm_at_eta_zero_is_the_ancestral_sampler_draw_for_draw(strategy, cache):
     kwargs = dict(steps=64, cache=cache, top_p=0.9, generator=5)
     plain = ancestral_sample(TOY.oracle(smoothing=0.2), prior(64), LogLinearSchedule(), TOY.mask_id, **kwargs)
-    remdm = remdm_sample(TOY.oracle(smoothing=0.2), prior(64), LogLinearSchedule(), TOY.mask_id,
-                         remasking=Remasking(strategy, 0.0), **kwargs)
+    remdm = ancestral_sample(TOY.oracle(smoothing=0.2), prior(64), LogLinearSchedule(), TOY.mask_id,
+                             remasking=Remasking(strategy, 0.0), **kwargs)
     assert torch.equal(plain.tokens, remdm.tokens)
     assert (plain.num_calls, plain.row_calls) == (remdm.num_calls, remdm.row_calls)
 
@@ -79,8 +79,8 @@ def test_remdm_never_remasks_the_tokens_it_was_given_and_samples_the_conditional
     reference = torch.tensor([[0, 2, 0, 1]]).repeat(NUM_SAMPLES, 1)
     clamp = torch.tensor([[False, True, False, True]]).repeat(NUM_SAMPLES, 1)
     recorder = Recorder(TOY.oracle())
-    out = remdm_sample(recorder, clamp_for_infilling(reference, clamp, TOY.mask_id), exact_schedule(), TOY.mask_id,
-                       steps=256, remasking=Remasking("loop", 0.02), generator=21)
+    out = ancestral_sample(recorder, clamp_for_infilling(reference, clamp, TOY.mask_id), exact_schedule(),
+                           TOY.mask_id, steps=256, remasking=Remasking("loop", 0.02), generator=21)
     assert all(torch.equal(z[clamp], reference[clamp]) for z in recorder.inputs)
     assert torch.equal(out.tokens[clamp], reference[clamp])
     consistent = (TOY.sequences[:, 1] == 2) & (TOY.sequences[:, 3] == 1)
@@ -98,7 +98,8 @@ def test_the_loop_holds_alpha_at_alpha_on_and_tells_the_network_that_level():
         return TOY.oracle()(z, t)
 
     remasking = Remasking("loop", 0.02, t_on=0.5, t_off=0.25, alpha_on=0.8)
-    remdm_sample(spy, prior(8), LogLinearSchedule(eps=0.0), TOY.mask_id, steps=8, remasking=remasking, generator=0)
+    ancestral_sample(spy, prior(8), LogLinearSchedule(eps=0.0), TOY.mask_id, steps=8, remasking=remasking,
+                     generator=0)
     # grid 1, 7/8, ..., 0; steps starting at t = 0.5 and 0.375 loop at alpha 0.8, i.e. t = 0.2 for log-linear
     assert [levels.alpha_t for levels in (remasking.levels(LogLinearSchedule(eps=0.0),
                                                            torch.linspace(1, 0, 9, dtype=torch.float64), step)
@@ -134,7 +135,7 @@ def test_confidence_decoding_returns_a_deterministic_distributions_mode_in_ceil_
     toy, mode = deterministic_toy()
     steps = math.ceil(toy.length / k)
     out = confidence_sample(toy.oracle(), prior(3, toy), exact_schedule(), toy.mask_id, steps=steps,
-                            rule=ConfidenceRule(score=score, schedule="linear"), generator=0)
+                            score=score, reveal="linear", generator=0)
     assert out.num_calls == steps and out.row_calls == 3 * steps
     assert torch.equal(out.tokens, mode.expand(3, -1))
 
@@ -142,14 +143,13 @@ def test_confidence_decoding_returns_a_deterministic_distributions_mode_in_ceil_
 def test_a_threshold_reveals_every_sure_position_in_one_call():
     toy, mode = deterministic_toy()
     out = confidence_sample(toy.oracle(), prior(2, toy), exact_schedule(), toy.mask_id, steps=1,
-                            rule=ConfidenceRule(threshold=0.9), generator=0)
+                            threshold=0.9, generator=0)
     assert out.num_calls == 1 and torch.equal(out.tokens, mode.expand(2, -1))
 
 
 def test_the_cosine_schedule_reveals_few_positions_first_and_all_by_the_last_call():
-    rule = ConfidenceRule(schedule="cosine")
     initial = torch.tensor([100])
-    left = [int(rule.still_masked(initial, call, 4)) for call in range(1, 5)]
+    left = [int(still_masked(initial, call, 4, "cosine")) for call in range(1, 5)]
     assert left == [92, 70, 38, 0]
 
 
@@ -158,7 +158,7 @@ def test_confidence_decoding_reveals_the_surest_position_first_and_keeps_given_t
     clamp = torch.tensor([[False, True, False, True]]).repeat(16, 1)
     recorder = Recorder(TOY.oracle())
     out = confidence_sample(recorder, clamp_for_infilling(reference, clamp, TOY.mask_id), exact_schedule(),
-                            TOY.mask_id, steps=2, rule=ConfidenceRule(score="margin", schedule="linear"), generator=3)
+                            TOY.mask_id, steps=2, score="margin", reveal="linear", generator=3)
     assert out.num_calls == 2 and torch.equal(out.tokens[clamp], reference[clamp])
     assert not bool((out.tokens == TOY.mask_id).any())
     top = TOY.conditionals(recorder.inputs[0][:1])[0, [0, 2]].topk(2, dim=-1).values  # positions 0 and 2
@@ -169,13 +169,15 @@ def test_confidence_decoding_reveals_the_surest_position_first_and_keeps_given_t
 
 
 @pytest.mark.parametrize("arguments, message", [
-    (dict(score="luck"), "confidence score must be one of ['margin', 'entropy', 'probability'], not 'luck'"),
-    (dict(schedule="exponential"), "reveal schedule must be one of ['cosine', 'linear'], not 'exponential'"),
+    (dict(confidence="luck"), "confidence sampler: confidence must be 'margin' or 'entropy' or 'probability', "
+                              "not 'luck'"),
+    (dict(reveal="exponential"), "confidence sampler: reveal must be 'cosine' or 'linear', not 'exponential'"),
     (dict(threshold=0.0), "confidence threshold must lie in (0, 1]; got 0.0"),
+    (dict(steps=0), "steps must be a positive integer; got 0"),
 ])
-def test_bad_confidence_rules_are_rejected(arguments, message):
+def test_bad_confidence_settings_are_rejected(arguments, message):
     with pytest.raises(ValueError, match=re.escape(message)):
-        ConfidenceRule(**arguments)
+        ConfidenceSampler(**arguments)
 
 
 # ----------------------------------------------------------------------------- through the CLI
@@ -211,8 +213,11 @@ def test_confidence_decoding_makes_the_calls_it_was_allowed(run_dir, tmp_path, c
 
 
 @pytest.mark.parametrize("options, message", [
-    (["--sampler", "cached", "--eta", "0.1", "--t-on", "0.5"], "--eta, --t-on: only for --sampler remdm, not cached"),
-    (["--sampler", "remdm", "--threshold", "0.9"], "--threshold: only for --sampler confidence, not remdm"),
+    (["--sampler", "cached", "--eta", "0.1", "--t-on", "0.5"], "eta, t_on: remasking settings"),
+    (["--sampler", "remdm", "--remask", "cap", "--t-on", "0.5"], "t_on: settings of --remask loop, not cap"),
+    (["--sampler", "remdm", "--threshold", "0.9"], "--threshold: an option of --sampler confidence, not of remdm"),
+    (["--sampler", "first-hitting", "--steps", "9"], "--steps: an option of --sampler ancestral, cached, remdm, "
+                                                      "confidence, not of first-hitting"),
     (["--sampler", "remdm", "--remask", "loop", "--eta", "0.5"], "eta=0.5 exceeds (1 - alpha_on) / alpha_on = 0.1111"),
     (["--sampler", "confidence", "--threshold", "1.5"], "confidence threshold must lie in (0, 1]; got 1.5"),
 ])

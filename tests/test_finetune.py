@@ -29,9 +29,9 @@ from mdlm_bio.dna.benchmarks import (
     ensure_present,
     read_split,
 )
-from mdlm_bio.dna.tokenizer import PAD, SequenceError, decode, reverse_complement_tokens
-from mdlm_bio.tasks.common import pretrained_backbone
-from mdlm_bio.tasks.finetune import select_datasets
+from mdlm_bio.dna.strands import other_strand
+from mdlm_bio.dna.tokenizer import PAD, SequenceError, decode
+from mdlm_bio.tasks.finetune import pretrained_backbone, select_datasets
 from mdlm_bio.training.classifier import SequenceClassifier, load_classifier, mean_pool
 from mdlm_bio.training.config import ConfigError, load_config
 from mdlm_bio.training.data import preset_backbone
@@ -134,7 +134,7 @@ def classifier(rcps: bool, conjoin: bool | str) -> SequenceClassifier:
 def test_predictions_are_reverse_complement_invariant_for_ps_and_conjoined_ph(rcps, conjoin):
     model = classifier(rcps, conjoin)
     batch = collate([(np.array([7, 8, 9, 9, 10, 11, 7]), 0), (np.array([10, 10, 8]), 1)], max_length=16)
-    flipped = reverse_complement_tokens(batch["tokens"])
+    flipped = other_strand(batch["tokens"])
     with torch.no_grad():
         torch.testing.assert_close(
             model.predict_proba(batch["tokens"], batch["attention_mask"]), model.predict_proba(flipped, flipped != PAD)
@@ -145,7 +145,7 @@ def test_unconjoined_ph_is_not_invariant():
     """The check above can fail: without conjoining, a Ph model sees the two strands differently."""
     model = classifier(rcps=False, conjoin=False)
     batch = collate([(np.array([7, 8, 9, 9, 10, 11, 7]), 0)], max_length=16)
-    flipped = reverse_complement_tokens(batch["tokens"])
+    flipped = other_strand(batch["tokens"])
     with torch.no_grad():
         forward = model.predict_proba(batch["tokens"], batch["attention_mask"])
         assert not torch.allclose(forward, model.predict_proba(flipped, flipped != PAD))

@@ -143,7 +143,7 @@ def test_an_uncached_hub_checkpoint_offline_says_so(tmp_path, monkeypatch):
 
 def test_pickled_objects_need_trust(tmp_path):
     torch.save({"state_dict": mdlm_state(), "hyper_parameters": {"config": object.__new__(Marker)}}, tmp_path / "x.ckpt")
-    with pytest.raises(CheckpointError, match=r"if you trust its source, pass --trust-checkpoint \(trusted=True in Python\)"):
+    with pytest.raises(CheckpointError, match=r"If you trust its source, pass --trust-checkpoint \(trusted=True in Python\)"):
         load_pretrained(tmp_path / "x.ckpt", "mdlm")
     assert load_pretrained(tmp_path / "x.ckpt", "mdlm", trusted=True).vocab_embed.embedding.shape == (VOCAB, HIDDEN)
 

@@ -21,7 +21,7 @@ from mdlm_bio.dna.fasta import read_fasta, write_fasta
 from mdlm_bio.dna.genome import BUNDLED_FASTA, BUNDLED_VALID_RECORDS
 from mdlm_bio.dna.tokenizer import decode, encode
 from mdlm_bio.dna.variants import nll_difference, snv_log_ratios
-from mdlm_bio.training.checkpoints import load_trained
+from mdlm_bio.models import load_model
 
 HEADER = "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
 
@@ -77,9 +77,9 @@ def test_every_alt_gets_a_score_or_a_reason_in_the_vcf_and_the_tsv(run_dir, held
     assert rows[4]["method"] == "masked-marginal" and rows[4]["kind"] == "SNV"
     assert rows[-1]["skipped"] == "no-alt" and rows[3]["standard_error"] != "."
     # the SNV's score is the masked-marginal ratio on the model's window centred on the site
-    model = load_trained(run_dir)
+    model = load_model(run_dir)
     window = torch.as_tensor(encode(x[999 - 32 : 999 + 32]), dtype=torch.long)[None]
-    expected = snv_log_ratios(model.denoiser, model.mask_id, window, torch.tensor([32]),
+    expected = snv_log_ratios(model.network.denoiser, model.mask_id, window, torch.tensor([32]),
                               torch.as_tensor(encode(snv_alt), dtype=torch.long))
     assert float(rows[1]["score_nats"]) == pytest.approx(float(expected), abs=1e-4)
     with pysam.VariantFile(str(tmp_path / "out.vcf.gz")) as annotated:
@@ -152,8 +152,9 @@ def test_a_gzip_reference_that_is_not_bgzip_is_refused_with_the_fix(run_dir, hel
     packed = tmp_path / "ref.fa.gz"
     packed.write_bytes(gzip.compress(heldout[0].read_bytes()))
     vcf = write_vcf(tmp_path / "v.vcf", ["CHROMOSOME_X 1000 . A G . . ."])
-    assert f"{packed} is gzip-compressed but not with bgzip, so it cannot be read at random positions" in error_of(
-        capsys, ["score-variants", str(vcf), "--reference", str(packed), "--ckpt", str(run_dir)])
+    err = error_of(capsys, ["score-variants", str(vcf), "--reference", str(packed), "--ckpt", str(run_dir)])
+    assert f"{packed} is gzip-compressed but not with bgzip, so it cannot be read at random positions" in err
+    assert "(`gunzip -c ref.fa.gz | bgzip > ref.fa.bgz`)" in err
 
 
 def test_not_a_vcf_is_an_error(run_dir, heldout, tmp_path, capsys):
@@ -197,10 +198,10 @@ def test_an_autoregressive_model_scores_every_kind_by_the_exact_nll_difference(a
     rows = tsv_rows(tmp_path / "out.tsv")
     assert [(row["kind"], row["method"], row["standard_error"]) for row in rows] == [
         ("SNV", "nll-difference", "."), ("indel", "nll-difference", ".")]
-    model = load_trained(ar_run)
+    model = load_model(ar_run)
     half = model.context // 2
     ref = encode(v[1999 - half : 1999 + half])
     alt = ref.copy()
     alt[half] = encode(other(v[1999]))[0]
-    expected = nll_difference(model.module.causal_network, ref, alt, model.context)
+    expected = nll_difference(model.network.causal_network, ref, alt, model.context)
     assert float(rows[0]["score_nats"]) == pytest.approx(expected.value, abs=1e-4)

@@ -127,7 +127,7 @@ def test_real_text_beats_trained_samples_which_beat_untrained_ones(texts, mdlm_r
     trained = eval_genppl(texts, mdlm_run[0], eval_lms["trained"], tmp_path / "trained", *reference)
     untrained = eval_genppl(texts, texts / "untrained", eval_lms["trained"], tmp_path / "untrained")
     samples, real = trained
-    assert samples["source"] == "samples (cached, 32 steps)" and real["source"] == "real openwebtext"
+    assert samples["source"] == "samples (sampler=cached steps=32)" and real["source"] == "real openwebtext"
     assert samples["num_samples"] == real["num_samples"] == 6 and samples["length"] == 64
     assert real["perplexity"] < samples["perplexity"] < untrained[0]["perplexity"]
     assert samples["perplexity"] == pytest.approx(math.exp(samples["nll_per_token"]))
@@ -147,15 +147,15 @@ def ar_run(texts) -> Path:
 
 def test_the_autoregressive_baseline_samples_left_to_right(texts, ar_run, eval_lms, tmp_path):
     rows = eval_genppl(texts, ar_run, eval_lms["random"], tmp_path, "--length", "16")
-    assert rows[0]["source"] == "samples (AR)" and rows[0]["length"] == 16
+    assert rows[0]["source"] == "samples (sampler=autoregressive)" and rows[0]["length"] == 16
     assert rows[0]["num_calls"] == 2 * 15  # two batches of 3, one call per token after the BOS
     assert all(json.loads(line)["text"].startswith("<|endoftext|>")
                for line in (tmp_path / "samples.jsonl").read_text().splitlines())
 
 
 @pytest.mark.parametrize(("extra", "message"), [
-    (["--num", "0"], "--num must be a positive integer, not 0"),
-    (["--length", "65"], "an AR model samples at most its context of 64 tokens, not 65"),
+    (["--num", "0"], "argument --num: must be a positive integer, not 0"),
+    (["--tokenizer", "no/such/tokenizer"], "no/such/tokenizer"),
     (["--reference", "openwebtext", "--text-file", "openwebtext"], "--text-file takes CORPUS=PATH"),
 ])
 def test_eval_genppl_errors_are_clear(ar_run, eval_lms, tmp_path, capsys, extra, message):
@@ -166,8 +166,9 @@ def test_eval_genppl_errors_are_clear(ar_run, eval_lms, tmp_path, capsys, extra,
 
 
 @pytest.mark.parametrize("options, source", [
-    (["--sampler", "remdm", "--steps", "16", "--remask", "rescale"], "samples (remdm, 16 steps, remask=rescale eta=0.015)"),
-    (["--sampler", "confidence", "--steps", "8"], "samples (confidence, 8 steps, confidence=margin reveal=cosine)"),
+    (["--sampler", "remdm", "--steps", "16", "--remask", "rescale"],
+     "samples (sampler=remdm steps=16 remask=rescale eta=0.015)"),
+    (["--sampler", "confidence", "--steps", "8"], "samples (sampler=confidence steps=8 confidence=margin reveal=cosine)"),
 ])
 def test_eval_genppl_samples_with_remdm_and_confidence_decoding(texts, mdlm_run, eval_lms, tmp_path, options, source):
     rows = eval_genppl(texts, mdlm_run[0], eval_lms["random"], tmp_path, *options)
@@ -180,8 +181,8 @@ def test_genppl_launcher_runs_each_step_count_and_scores_real_text_once(texts, m
                           env={"STEPS": "4 8", "OUT": str(tmp_path)})
     assert result.returncode == 0, result.stderr[-2000:]
     first, second = (json.loads((tmp_path / f"T{t}" / "genppl.json").read_text()) for t in (4, 8))
-    assert [row["source"] for row in first["rows"]] == ["samples (cached, 4 steps)", "real openwebtext"]
-    assert [row["source"] for row in second["rows"]] == ["samples (cached, 8 steps)"]
+    assert [row["source"] for row in first["rows"]] == ["samples (sampler=cached steps=4)", "real openwebtext"]
+    assert [row["source"] for row in second["rows"]] == ["samples (sampler=cached steps=8)"]
 
 
 def test_a_reference_too_short_for_the_samples_fails_before_sampling(texts, ar_run, eval_lms, tmp_path, capsys):

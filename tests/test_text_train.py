@@ -15,8 +15,8 @@ from test_pretrained import mdlm_state
 from text_runs import run_launcher, tiny_text_run, validation_curve
 
 from mdlm_bio.cli import main
+from mdlm_bio.models import load_model
 from mdlm_bio.text.tokenizer import load_tokenizer
-from mdlm_bio.training.checkpoints import load_trained
 from mdlm_bio.training.config import ConfigError, load_config
 
 
@@ -24,9 +24,9 @@ def test_tiny_mdlm_learns_wrapped_text_and_records_its_vocabulary(texts, mdlm_ru
     curve = validation_curve(mdlm_run[1])
     assert len(curve) == 3 and curve[-1] < curve[0] - 2.0  # from ~8.4 bits/token (untrained) down
     tokenizer = load_tokenizer(str(texts / "gpt2"))
-    model = load_trained(mdlm_run[0])
+    model = load_model(mdlm_run[0])
     assert model.spec.backbone["vocab_size"] == tokenizer.vocab_size
-    assert model.module.mask_id == tokenizer.mask_id and model.context == 64
+    assert model.mask_id == tokenizer.mask_id and model.context == 64
 
 
 def test_padded_blocks_and_the_autoregressive_baseline_train(texts, capsys):
@@ -36,10 +36,10 @@ def test_padded_blocks_and_the_autoregressive_baseline_train(texts, capsys):
                        "trainer.val_check_interval=10"))
     curve = validation_curve(capsys.readouterr().out)
     assert curve[-1] < curve[0]
-    model = load_trained(texts / "lm1b-like")
-    batch = torch.tensor([[model.module.mask_id] * 8])
+    model = load_model(texts / "lm1b-like")
+    batch = torch.tensor([[model.mask_id] * 8])
     with torch.no_grad():
-        logits = model.module.denoiser(batch, torch.ones(1))
+        logits = model.network.denoiser(batch, torch.ones(1))
     assert logits.shape[-1] == load_tokenizer(str(texts / "bert")).vocab_size
 
 
@@ -49,7 +49,7 @@ def test_bf16_mixed_text_training_tracks_float32(texts, mdlm_run, capsys):
     bf16, float32 = validation_curve(capsys.readouterr().out), validation_curve(mdlm_run[1])
     assert len(bf16) == len(float32) == 3
     assert all(math.isfinite(bits) and abs(bits - reference) < 0.01 for bits, reference in zip(bf16, float32)), (bf16, float32)
-    weights = load_trained(texts / "mdlm-bf16").module.state_dict().values()
+    weights = load_model(texts / "mdlm-bf16").network.state_dict().values()
     assert all(value.dtype == torch.float32 for value in weights if value.is_floating_point())
 
 
@@ -93,7 +93,7 @@ def test_text_launchers_run_the_paper_presets_end_to_end(texts, tmp_path, script
         local.append("model.overrides.causal=true")
     result = run_launcher(script, *variant, *local)
     assert result.returncode == 0, result.stderr[-2000:]
-    model = load_trained(tmp_path / "run")
+    model = load_model(tmp_path / "run")
     assert model.spec.objective.kind == variant[0]
     assert model.config["data"]["wrap"] is (variant[-1] != "padded")
 

@@ -12,7 +12,8 @@ from presets import dna_module
 from test_autoregressive_dna import chain_network, chain_nll
 
 from mdlm_bio.diffusion import MaskedDiffusion, make_schedule
-from mdlm_bio.dna.tokenizer import BASE_IDS, MASK, encode, reverse_complement, reverse_complement_tokens
+from mdlm_bio.dna.strands import other_strand
+from mdlm_bio.dna.tokenizer import BASE_IDS, MASK, encode, reverse_complement
 from mdlm_bio.dna.variants import nelbo_difference, nll_difference, paired_nelbo_draws, snv_log_ratios
 
 A, C, G, T = BASE_IDS
@@ -69,8 +70,8 @@ def test_both_strands_average_the_two_ratios_of_a_one_sided_model():
     windows = torch.tensor([[A, T, G, T, T, A]])
     sites, alt = torch.tensor([2]), torch.tensor([T])
     forward = snv_log_ratios(oracle, MASK, windows, sites, alt)
-    flipped = reverse_complement_tokens(windows)
-    reverse = snv_log_ratios(oracle, MASK, flipped, torch.tensor([3]), reverse_complement_tokens(alt[:, None])[:, 0])
+    flipped = other_strand(windows)
+    reverse = snv_log_ratios(oracle, MASK, flipped, torch.tensor([3]), other_strand(alt[:, None])[:, 0])
     assert forward.item() != pytest.approx(reverse.item())
     torch.testing.assert_close(snv_log_ratios(oracle, MASK, windows, sites, alt, both_strands=True),
                                (forward + reverse) / 2)

@@ -4,6 +4,7 @@ DiT (text, MDLM), Caduceus-PS/-Ph and causal Mamba (DNA), their presets in
 configs/backbone, and importers for the published checkpoints.
 """
 
+from ..errors import CheckpointError
 from .caduceus import (
     Caduceus,
     PostHocConjoined,
@@ -12,7 +13,7 @@ from .caduceus import (
 )
 from .dit import DiT
 from .mamba import BiMamba, Mamba
-from .pretrained import CheckpointError, load_pretrained
+from .pretrained import load_pretrained
 from .registry import build_backbone, count_parameters, describe, load_preset, preset_names
 
 __all__ = [

@@ -11,31 +11,23 @@ import pickle
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from ..errors import CheckpointError, first_line
+from ..sources import HF_PREFIX, is_hub_name
 from .caduceus import Caduceus
 from .dit import DiT
 
-HF_PREFIX = "hf:"
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that does not fit the layout it claims to be."""
-
-
-def first_line(error: BaseException) -> str:
-    """The gist of an exception for a one-line message: its first line, or its type when it has no text."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def resolve_checkpoint(spec: str | Path) -> Path:
     """A local file, or `hf:owner/repo` downloaded (and cached) from the Hugging Face hub."""
     text = str(spec)
-    if not text.startswith(HF_PREFIX):
+    if not is_hub_name(text):
         path = Path(text)
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint file not found: {path}")
@@ -55,11 +47,13 @@ def resolve_checkpoint(spec: str | Path) -> Path:
     raise CheckpointError(f"{repo} has none of {HF_WEIGHT_FILES}")
 
 
-def read_state_dict(path: Path, use_ema: bool = False, trusted: bool = False) -> dict[str, Tensor]:
-    """Tensors from .safetensors, .bin/.pt/.pth, or a Lightning .ckpt (optionally its EMA weights).
+def read_payload(path: Path, trusted: bool = False, kind: str = "a checkpoint's mapping of names to tensors",
+                 map_location: Any = "cpu", mmap: bool = False) -> dict[str, Any]:
+    """What a checkpoint file holds, as a mapping: .safetensors, or a pickled .bin/.pt/.pth/.ckpt of any writer.
 
-    Pickled files are opened tensors-only unless `trusted`: Lightning checkpoints
-    also pickle their hyperparameters, which can run code when unpickled.
+    Pickled files are opened tensors-and-plain-data only unless `trusted`: Lightning checkpoints also pickle
+    their hyperparameters, which can run code when unpickled. Every failure is a CheckpointError naming the file;
+    `kind` says what was expected instead of a non-mapping.
     """
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
@@ -68,17 +62,28 @@ def read_state_dict(path: Path, use_ema: bool = False, trusted: bool = False) ->
     if path.suffix not in (".bin", ".pt", ".pth", ".ckpt"):
         raise CheckpointError(f"{path}: unsupported checkpoint format {path.suffix!r}; use .safetensors, .bin or .ckpt")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=not trusted)
-    except pickle.UnpicklingError:
+        payload = torch.load(path, map_location=map_location, weights_only=not trusted, mmap=mmap)
+    except pickle.UnpicklingError as error:
+        if "Unsupported global" not in str(error):
+            raise CheckpointError(f"{path}: cannot be read as a checkpoint; the file is damaged (its pickled index "
+                                  f"does not parse). Restore a good copy") from None
         raise CheckpointError(
             f"{path}: holds Python objects besides tensors (as Lightning checkpoints do), and loading those can run "
-            f"code; if you trust its source, pass --trust-checkpoint (trusted=True in Python)"
-        ) from None
+            f"code; mdlm-bio did not write it (ours hold tensors and plain data only). If you trust its source, pass "
+            f"--trust-checkpoint (trusted=True in Python)") from None
     except Exception as error:  # zip, EOF, storage and other errors of a truncated or damaged file
-        raise CheckpointError(f"{path}: cannot be read as a checkpoint; the file is truncated or damaged "
-                              f"({first_line(error)})") from None
+        reason = first_line(error).split(". ")[0]
+        raise CheckpointError(f"{path}: cannot be read as a checkpoint; the file is truncated or damaged ({reason}). "
+                              f"Restore a good copy; for a run's last.ckpt, copy the newest step=N.ckpt beside it "
+                              f"over it to resume from there") from None
     if not isinstance(payload, dict):
-        raise CheckpointError(f"{path}: holds a {type(payload).__name__}, not a checkpoint's mapping of names to tensors")
+        raise CheckpointError(f"{path}: holds a {type(payload).__name__}, not {kind}")
+    return payload
+
+
+def read_state_dict(path: Path, use_ema: bool = False, trusted: bool = False) -> dict[str, Tensor]:
+    """Tensors from .safetensors, .bin/.pt/.pth, or a Lightning .ckpt (optionally its EMA weights)."""
+    payload = read_payload(path, trusted)
     if "state_dict" not in payload:
         if use_ema:
             raise CheckpointError(f"{path}: use_ema needs a Lightning checkpoint with an 'ema' entry")

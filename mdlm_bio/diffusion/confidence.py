@@ -10,53 +10,29 @@ than the model's own samples' would; compare it at equal entropy. What it buys i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
 
-from .objectives import _subs_at_masked
+from .denoiser import CountingDenoiser, Denoiser, SampleOutput, start_state
+from .objectives import subs_at_masked
 from .process import make_generator
-from .samplers import Denoiser, SampleOutput, _CountingDenoiser, _start_state, sample_categorical
+from .samplers import sample_categorical
 from .schedules import NoiseSchedule
 
 ConfidenceScore = Literal["margin", "entropy", "probability"]
 RevealSchedule = Literal["cosine", "linear"]
-SCORES: tuple[ConfidenceScore, ...] = ("margin", "entropy", "probability")
-REVEAL_SCHEDULES: tuple[RevealSchedule, ...] = ("cosine", "linear")
 
 
-@dataclass(frozen=True)
-class ConfidenceRule:
-    """Which positions a call reveals.
-
-    `score`: "margin" (top-1 minus top-2 probability), "entropy" (lower is surer) or "probability" (of the drawn
-    token, MaskGIT's). `schedule`: how many to reveal per call when `steps` calls are allowed: the fraction
-    still masked after call i of n follows cos(pi/2 i/n) (MaskGIT's, few tokens first) or 1 - i/n. `threshold`:
-    instead, reveal every position whose most likely token has at least this probability, and at least the one
-    surest position per call (Fast-dLLM's rule; as many calls as it takes).
-    """
-
-    score: ConfidenceScore = "margin"
-    schedule: RevealSchedule = "cosine"
-    threshold: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.score not in SCORES:
-            raise ValueError(f"confidence score must be one of {list(SCORES)}, not {self.score!r}")
-        if self.schedule not in REVEAL_SCHEDULES:
-            raise ValueError(f"reveal schedule must be one of {list(REVEAL_SCHEDULES)}, not {self.schedule!r}")
-        if self.threshold is not None and not 0.0 < self.threshold <= 1.0:
-            raise ValueError(f"confidence threshold must lie in (0, 1]; got {self.threshold}")
-
-    def still_masked(self, initial: Tensor, call: int, calls: int) -> Tensor:
-        """How many positions per row may stay masked after call `call` (1-based) of `calls`."""
-        if call >= calls:
-            return torch.zeros_like(initial)
-        if self.schedule == "linear":  # in integers, so that k = L / calls per call exactly when it divides
-            return initial * (calls - call) // calls
-        return torch.floor(initial.double() * math.cos(math.pi / 2 * call / calls)).long()
+def still_masked(initial: Tensor, call: int, calls: int, reveal: RevealSchedule) -> Tensor:
+    """How many positions per row may stay masked after call `call` (1-based) of `calls`: the fraction follows
+    cos(pi/2 i/n) (MaskGIT's, few tokens first) or 1 - i/n."""
+    if call >= calls:
+        return torch.zeros_like(initial)
+    if reveal == "linear":  # in integers, so that k = L / calls per call exactly when it divides
+        return initial * (calls - call) // calls
+    return torch.floor(initial.double() * math.cos(math.pi / 2 * call / calls)).long()
 
 
 def _confidence(log_probs: Tensor, drawn: Tensor, score: ConfidenceScore) -> Tensor:
@@ -77,7 +53,9 @@ def confidence_sample(
     mask_id: int,
     *,
     steps: int,
-    rule: ConfidenceRule = ConfidenceRule(),
+    score: ConfidenceScore = "margin",
+    reveal: RevealSchedule = "cosine",
+    threshold: float | None = None,
     top_p: float | None = None,
     generator: int | torch.Generator | None = None,
     dtype: torch.dtype = torch.float64,
@@ -85,13 +63,21 @@ def confidence_sample(
     """Fill every masked position of `z_init` in at most `steps` calls (as many as needed under a threshold).
 
     Each call draws a token at every masked position (float64 Gumbel-max, `top_p` if given), scores the
-    positions by `rule.score` and reveals the surest ones; the network is told the noise level its input has
-    (the time whose alpha is the unmasked fraction).
+    positions by `score` ("margin": top-1 minus top-2 probability; "entropy", lower is surer; "probability" of
+    the drawn token, MaskGIT's) and reveals the surest ones: as many as the `reveal` schedule allows, or, with
+    `threshold`, every position whose most likely token has at least that probability and at least the surest
+    one per call (Fast-dLLM's rule). The network is told the noise level its input has (the time whose alpha is
+    the unmasked fraction).
     """
     if steps < 1:
         raise ValueError(f"steps must be a positive integer; got {steps}")
-    z = _start_state(z_init, mask_id)
-    net = _CountingDenoiser(denoiser, mask_id)
+    for name, value, kind in (("score", score, ConfidenceScore), ("reveal", reveal, RevealSchedule)):
+        if value not in get_args(kind):
+            raise ValueError(f"confidence {name} must be one of {list(get_args(kind))}, not {value!r}")
+    if threshold is not None and not 0.0 < threshold <= 1.0:
+        raise ValueError(f"confidence threshold must lie in (0, 1]; got {threshold}")
+    z = start_state(z_init, mask_id)
+    net = CountingDenoiser(denoiser, mask_id)
     generator = make_generator(generator, z.device)
     initial = (z == mask_id).sum(dim=-1)
     call = 0
@@ -103,18 +89,18 @@ def confidence_sample(
         call += 1
         alpha = 1.0 - remaining.double() / z.shape[1]
         t = schedule.t_of_alpha(alpha).clamp(0.0, 1.0)
-        logits = net(z, t.to(torch.float32))
-        log_probs = _subs_at_masked(logits[masked], mask_id).to(dtype)
+        log_probs = subs_at_masked(net.at(z, t.to(torch.float32), masked.nonzero(as_tuple=True)), mask_id).to(dtype)
         drawn = sample_categorical(log_probs, generator, dtype=dtype, top_p=top_p)
         confidence = torch.full(z.shape, -math.inf, dtype=dtype, device=z.device)
-        confidence[masked] = _confidence(log_probs, drawn, rule.score)
+        confidence[masked] = _confidence(log_probs, drawn, score)
         rank = confidence.argsort(dim=-1, descending=True).argsort(dim=-1)  # 0 = the surest position of its row
-        if rule.threshold is None:
-            reveal = masked & (rank < (remaining - rule.still_masked(initial, call, steps)).clamp_min(1)[:, None])
+        if threshold is None:
+            allowed = (remaining - still_masked(initial, call, steps, reveal)).clamp_min(1)
+            selected = masked & (rank < allowed[:, None])
         else:
-            reveal = masked & (rank == 0)
-            reveal[masked] |= log_probs.max(dim=-1).values >= math.log(rule.threshold)
+            selected = masked & (rank == 0)
+            selected[masked] |= log_probs.max(dim=-1).values >= math.log(threshold)
         proposal = torch.full_like(z, mask_id)
         proposal[masked] = drawn
-        z = torch.where(reveal, proposal, z)
+        z = torch.where(selected, proposal, z)
     return SampleOutput(tokens=z, num_calls=net.calls, row_calls=net.rows)

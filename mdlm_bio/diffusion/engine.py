@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from .denoiser import Denoiser, PositionLogits
 from .objectives import (
     LossOutput,
-    _masked_diffusion_loss,
-    _masked_position_loss,
-    _nelbo_weights,
-    _valid_positions,
     check_logits,
+    masked_diffusion_loss,
+    masked_position_loss,
+    nelbo_weights,
+    valid_positions,
 )
 from .process import check_tokens, mask_where, position_draws, sample_times
-from .samplers import Denoiser
 from .schedules import NoiseSchedule
-
-# (z_t [B, L], t [B], (rows, columns) of N positions) -> logits [N, V] at those positions only
-PositionLogits = Callable[[Tensor, Tensor, tuple[Tensor, Tensor]], Tensor]
 
 
 @dataclass
@@ -70,21 +66,21 @@ class MaskedDiffusion:
         that two sequences can share their noise, for a paired estimate of the difference of their NELBOs."""
         # Checked once here, not inside every step of the computation: the times are drawn in [0, 1], and clean
         # tokens hold no mask id (the data layers see to it, on the CPU), so nothing is read back from the device.
-        z_t = mask_where(tokens, draws, self.schedule._alpha(t), self.mask_id)
-        weights = _nelbo_weights(self.schedule, t, self.discrete_steps)
+        z_t = mask_where(tokens, draws, self.schedule.alpha(t, check=False), self.mask_id)
+        weights = nelbo_weights(self.schedule, t, self.discrete_steps, check=False)
         if logits_at is None:
             logits = denoiser(z_t, t)
             check_logits(logits, tokens)
-            return _masked_diffusion_loss(logits, tokens, z_t, weights, self.mask_id, attention_mask)
-        valid = _valid_positions(tokens, attention_mask)
+            return masked_diffusion_loss(logits, tokens, z_t, weights, self.mask_id, attention_mask, check=False)
+        valid = valid_positions(tokens, attention_mask)
         positions = ((z_t == self.mask_id) & valid).nonzero(as_tuple=True)
         logits = logits_at(z_t, t, positions)
         if logits.dim() != 2 or logits.shape[0] != positions[0].numel():
             raise ValueError(f"logits_at must return [positions, vocab] = [{positions[0].numel()}, V] logits; "
                              f"got {tuple(logits.shape)}")
-        return _masked_position_loss(logits, tokens, positions, weights, self.mask_id, valid)
+        return masked_position_loss(logits, tokens, positions, weights, self.mask_id, valid)
 
     def noise_level(self, t: Tensor) -> Tensor:
         """sigma(t), the conditioning of time-aware denoisers, for times the engine or a sampler drew (in [0, 1]
         by construction, so not checked)."""
-        return self.schedule._total_noise(t)
+        return self.schedule.total_noise(t, check=False)

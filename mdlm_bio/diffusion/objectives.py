@@ -51,7 +51,7 @@ def _subs_log_probs(logits: Tensor, z_t: Tensor, mask_id: int) -> Tensor:
     return torch.where(unmasked, carry_over, log_probs)
 
 
-def _subs_at_masked(logits: Tensor, mask_id: int) -> Tensor:
+def subs_at_masked(logits: Tensor, mask_id: int) -> Tensor:
     """SUBS log-probs for rows [N, V] of masked positions: the mask token is never predicted.
 
     Samplers draw only at masked positions and the loss has terms only there (SUBS carries the others over),
@@ -97,7 +97,7 @@ class LossOutput:
         return self.loss / math.log(2.0)
 
 
-def _valid_positions(tokens: Tensor, attention_mask: Tensor | None) -> Tensor:
+def valid_positions(tokens: Tensor, attention_mask: Tensor | None) -> Tensor:
     if attention_mask is None:
         return torch.ones_like(tokens, dtype=torch.bool)
     if attention_mask.shape != tokens.shape:
@@ -108,25 +108,22 @@ def _valid_positions(tokens: Tensor, attention_mask: Tensor | None) -> Tensor:
     return attention_mask.bool()
 
 
-def nelbo_weights(schedule: NoiseSchedule, t: Tensor, discrete_steps: int | None = None) -> Tensor:
+def nelbo_weights(schedule: NoiseSchedule, t: Tensor, discrete_steps: int | None = None, *, check: bool = True) -> Tensor:
     """The per-sequence weight on the masked-token cross-entropy.
 
     Continuous time: -alpha'(t) / (1 - alpha(t)).
     Discrete T (t = i/T, s = t - 1/T), as a Monte-Carlo estimate over a uniform i:
     T (alpha_s - alpha_t) / (1 - alpha_t).
+    `check=False` for times the engine drew itself (see NoiseSchedule).
     """
-    check_unit_interval(t, "t")
-    if discrete_steps is not None and discrete_steps < 1:
-        raise ValueError(f"discrete_steps must be a positive integer; got {discrete_steps}")
-    return _nelbo_weights(schedule, t, discrete_steps)
-
-
-def _nelbo_weights(schedule: NoiseSchedule, t: Tensor, discrete_steps: int | None) -> Tensor:
-    """nelbo_weights without its checks, for times the engine drew itself."""
+    if check:
+        check_unit_interval(t, "t")
+        if discrete_steps is not None and discrete_steps < 1:
+            raise ValueError(f"discrete_steps must be a positive integer; got {discrete_steps}")
     if discrete_steps is None:
-        return schedule._loss_weight(t)
+        return schedule.loss_weight(t, check=False)
     s = (t - 1.0 / discrete_steps).clamp_min(0.0)
-    alpha_t, alpha_s = schedule._alpha(t), schedule._alpha(s)
+    alpha_t, alpha_s = schedule.alpha(t, check=False), schedule.alpha(s, check=False)
     one_minus_alpha = (1.0 - alpha_t).clamp_min(torch.finfo(t.dtype).tiny)
     return discrete_steps * (alpha_s - alpha_t) / one_minus_alpha
 
@@ -138,27 +135,25 @@ def masked_diffusion_loss(
     weights: Tensor,
     mask_id: int,
     attention_mask: Tensor | None = None,
+    *,
+    check: bool = True,
 ) -> LossOutput:
     """Rao-Blackwellised NELBO terms: weight(t) * -log x_theta(x^l | z_t) on masked positions.
 
     Unmasked positions contribute exactly zero under SUBS, and padding positions
-    (attention_mask == 0) are dropped from both the sum and the token count.
+    (attention_mask == 0) are dropped from both the sum and the token count. `check=False` for the engine, which
+    checks its inputs once.
     """
-    check_tokens(tokens)
-    if z_t.shape != tokens.shape:
-        raise ValueError(f"z_t shape {tuple(z_t.shape)} differs from tokens shape {tuple(tokens.shape)}")
-    if weights.shape != tokens.shape[:1]:
-        raise ValueError(f"weights must have shape [batch] = {tuple(tokens.shape[:1])}; got {tuple(weights.shape)}")
-    check_logits(logits, z_t)
-    check_mask_id(mask_id, logits.shape[-1])
-    return _masked_diffusion_loss(logits, tokens, z_t, weights, mask_id, attention_mask)
-
-
-def _masked_diffusion_loss(logits: Tensor, tokens: Tensor, z_t: Tensor, weights: Tensor, mask_id: int,
-                           attention_mask: Tensor | None) -> LossOutput:
-    """masked_diffusion_loss without its shape checks, for the engine, which checks its inputs once."""
+    if check:
+        check_tokens(tokens)
+        if z_t.shape != tokens.shape:
+            raise ValueError(f"z_t shape {tuple(z_t.shape)} differs from tokens shape {tuple(tokens.shape)}")
+        if weights.shape != tokens.shape[:1]:
+            raise ValueError(f"weights must have shape [batch] = {tuple(tokens.shape[:1])}; got {tuple(weights.shape)}")
+        check_logits(logits, z_t)
+        check_mask_id(mask_id, logits.shape[-1])
     log_probs = _subs_log_probs(logits, z_t, mask_id)
-    valid = _valid_positions(tokens, attention_mask)
+    valid = valid_positions(tokens, attention_mask)
     masked = (z_t == mask_id) & valid
     token_log_prob = log_probs.gather(-1, tokens[..., None].long()).squeeze(-1)
     cross_entropy = torch.where(masked, -token_log_prob, torch.zeros_like(token_log_prob))
@@ -166,12 +161,12 @@ def _masked_diffusion_loss(logits: Tensor, tokens: Tensor, z_t: Tensor, weights:
     return LossOutput(token_loss=token_loss, num_tokens=valid.sum())
 
 
-def _masked_position_loss(logits: Tensor, tokens: Tensor, positions: tuple[Tensor, Tensor], weights: Tensor,
+def masked_position_loss(logits: Tensor, tokens: Tensor, positions: tuple[Tensor, Tensor], weights: Tensor,
                           mask_id: int, valid: Tensor) -> LossOutput:
     """The same NELBO terms from logits [N, V] at the masked valid positions only (`positions`: their row and
     column indices, row-major): every other position's term is exactly zero under SUBS, so it needs no logits."""
     rows, columns = positions
-    log_probs = _subs_at_masked(logits, mask_id)
+    log_probs = subs_at_masked(logits, mask_id)
     cross_entropy = -log_probs.gather(-1, tokens[rows, columns, None].long()).squeeze(-1)
     token_loss = torch.zeros(tokens.shape, dtype=log_probs.dtype, device=tokens.device).index_put(
         (rows, columns), cross_entropy * weights.to(log_probs.dtype)[rows])
@@ -186,7 +181,7 @@ def autoregressive_loss(logits: Tensor, tokens: Tensor, attention_mask: Tensor |
     """
     check_tokens(tokens)
     check_logits(logits, tokens)
-    valid = _valid_positions(tokens, attention_mask)[:, 1:]
+    valid = valid_positions(tokens, attention_mask)[:, 1:]
     log_probs = logits[:, :-1].float().log_softmax(dim=-1)
     target_log_prob = log_probs.gather(-1, tokens[:, 1:, None].long()).squeeze(-1)
     token_loss = torch.where(valid, -target_log_prob, torch.zeros_like(target_log_prob))

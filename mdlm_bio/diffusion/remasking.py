@@ -18,12 +18,12 @@ The defaults are the ones the ReMDM code uses on OpenWebText at 1024 steps (cap 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:  # torch-free at import: the sampler declarations validate their options with this class
+    from torch import Tensor
 
-from .schedules import NoiseSchedule
+    from .schedules import NoiseSchedule
 
 RemaskStrategy = Literal["cap", "rescale", "loop"]
 STRATEGIES: tuple[RemaskStrategy, ...] = ("cap", "rescale", "loop")
@@ -75,7 +75,7 @@ class Remasking:
             alpha_t, alpha_s = self._loop_alpha(float(t)), self._loop_alpha(float(s))
             looping = float(t) <= self.t_on and float(s) >= self.t_off
             # the network is told the noise level its input really has
-            level = schedule.t_of_alpha(torch.tensor(alpha_t, dtype=torch.float64)).clamp(0.0, 1.0)
+            level = schedule.t_of_alpha(times.new_tensor(alpha_t)).clamp(0.0, 1.0)
             return StepLevels(level, alpha_t, alpha_s, self.rate if looping else 0.0)
         alpha_t, alpha_s = float(schedule.alpha(t)), float(schedule.alpha(s))
         sigma_max = 1.0 if alpha_t <= 0.0 else min(1.0, (1.0 - alpha_s) / alpha_t)

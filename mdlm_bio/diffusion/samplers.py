@@ -1,38 +1,37 @@
-"""Reverse-process samplers for absorbing diffusion.
+"""Reverse-process samplers for absorbing diffusion: the algorithms (each sampler's settings object, found by
+name in sampler_registry.py, calls one of these).
 
-Every sampler talks to the network through one call, `denoiser(z_t, t) -> logits`
-with z_t [B, L] and t [B], applies SUBS itself (at the positions it draws), draws categoricals in float64 by
-default, takes a seed or torch.Generator, and reports how many network calls it
-made. Infilling is the same samplers started from a partly clamped z: SUBS
-carries unmasked positions over, so clamped tokens never change.
+Every sampler talks to the network through one call, `denoiser(z_t, t) -> logits` with z_t [B, L] and t [B],
+asks it for logits only at the positions it reads (through `denoiser.at` where the denoiser has it, see
+denoiser.py), applies SUBS itself there, draws categoricals in float64 by default, takes a seed or
+torch.Generator, and reports how many network calls it made. Infilling is the same samplers started from a
+partly clamped z: SUBS carries unmasked positions over, so clamped tokens never change.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable, Literal
 
 import torch
 from torch import Tensor
 
-from .objectives import _subs_at_masked, check_logits
-from .process import check_mask_id, check_tokens, make_generator
+from .denoiser import (
+    CausalNetwork,
+    CountingDenoiser,
+    Denoiser,
+    PositionalDenoiser,
+    Positions,
+    SampleOutput,
+    logits_at,
+    start_state,
+)
+from .objectives import subs_at_masked
+from .process import check_tokens, make_generator
 from .remasking import Remasking
 from .schedules import CosineSchedule, NoiseSchedule
 
-Denoiser = Callable[[Tensor, Tensor], Tensor]
 TimeGrid = Literal["uniform", "cosine"]
-
-
-@dataclass(frozen=True)
-class SampleOutput:
-    """Samples, the network calls that made them, and the rows those calls ran (a call on a batch of B rows is B
-    row calls; the cached sampler re-runs only the rows that changed)."""
-
-    tokens: Tensor
-    num_calls: int
-    row_calls: int
 
 
 # --------------------------------------------------------------------------- categorical draws
@@ -118,33 +117,11 @@ def clamp_for_infilling(tokens: Tensor, clamp: Tensor, mask_id: int) -> Tensor:
     return torch.where(clamp, tokens.long(), torch.full_like(tokens, mask_id, dtype=torch.long))
 
 
-class _CountingDenoiser:
-    """Calls the network, counts calls and validates its raw logits [B, L, V]."""
-
-    def __init__(self, denoiser: Denoiser, mask_id: int) -> None:
-        self.denoiser, self.mask_id, self.calls, self.rows = denoiser, mask_id, 0, 0
-
-    def __call__(self, z: Tensor, t: Tensor) -> Tensor:
-        self.calls += 1
-        self.rows += z.shape[0]
-        logits = self.denoiser(z, t)
-        check_logits(logits, z)
-        check_mask_id(self.mask_id, logits.shape[-1])
-        return logits
-
-
-def _start_state(z_init: Tensor, mask_id: int) -> Tensor:
-    check_tokens(z_init, "z_init")
-    if mask_id < 0:
-        raise ValueError(f"mask_id must be non-negative; got {mask_id}")
-    return z_init.long().clone()
-
-
 def _draw_tokens(
     logits: Tensor, mask_id: int, generator: torch.Generator | None, dtype: torch.dtype, top_p: float | None, greedy: bool
 ) -> Tensor:
     """One token per row of masked-position logits [N, V], under SUBS."""
-    log_probs = _subs_at_masked(logits, mask_id)
+    log_probs = subs_at_masked(logits, mask_id)
     if greedy:
         return log_probs.argmax(dim=-1)
     return sample_categorical(log_probs, generator, dtype=dtype, top_p=top_p)
@@ -184,17 +161,18 @@ def ancestral_sample(
 
     `remasking` makes it ReMDM (see remasking.py): a token this sampler revealed is masked again with
     probability sigma_t, and masked ones are revealed at the matching higher rate. Tokens of `z_init` (a prompt,
-    the known bases of an infilling) are never remasked. With eta = 0 the draws, and so the samples, are those
-    of the plain sampler.
+    the known bases of an infilling) are never remasked. With eta = 0, "cap" and "rescale" draw exactly what the
+    plain sampler draws, and so return its samples; "loop" at eta = 0 is the plain sampler on the loop's own alpha
+    path (alpha held at alpha_on between t_on and t_off), not on the schedule's.
     """
-    z = _start_state(z_init, mask_id)
+    z = start_state(z_init, mask_id)
     generated = z == mask_id  # the positions this sampler fills, the only ones ReMDM may mask again
-    net = _CountingDenoiser(denoiser, mask_id)
+    net = CountingDenoiser(denoiser, mask_id)
     generator = make_generator(generator, z.device)
     times = time_grid(schedule, steps, grid)
     batch = z.shape[0]
-    logits: Tensor | None = None
-    stale = torch.zeros(batch, dtype=torch.bool, device=z.device)  # rows changed since their logits were computed
+    cached: Tensor | None = None  # cache=True: logits [B, L, V], current at the masked positions of fresh rows
+    stale = torch.ones(batch, dtype=torch.bool, device=z.device)  # rows changed since their logits were computed
     for step in range(steps):
         if remasking is None:
             t, alpha_t, alpha_s, sigma = times[step], schedule.alpha(times[step]), schedule.alpha(times[step + 1]), 0.0
@@ -205,24 +183,24 @@ def ancestral_sample(
         any_masked = bool(masked.any())
         if not any_masked and (remasking is None or remasking.rate == 0.0):
             break
-        # with nothing masked (possible under remasking) there is nothing to reveal, so no call
-        if any_masked and (logits is None or not cache):
-            logits = net(z, torch.full((batch,), float(t), device=z.device))
-            stale[:] = False
-        elif any_masked and bool(stale.any()):
-            rows = stale.nonzero().squeeze(-1)
-            logits[rows] = net(z[rows], torch.full((len(rows),), float(t), device=z.device))
-            stale[:] = False
-        unmask_prob = reveal_probability(alpha_t, alpha_s, sigma)
-        unmask = torch.rand(z.shape, generator=generator, device=z.device, dtype=torch.float64) < unmask_prob
+        unmask = torch.rand(z.shape, generator=generator, device=z.device, dtype=torch.float64) < reveal_probability(
+            alpha_t, alpha_s, sigma)
         is_last = step == steps - 1
         if is_last:
             unmask = torch.ones_like(unmask)
         update = masked & unmask
+        # with nothing masked (possible under remasking) there is nothing to reveal, so no call
+        if any_masked and not cache:
+            revealed = net.at(z, torch.full((batch,), float(t), device=z.device), update.nonzero(as_tuple=True))
+        elif any_masked and bool(stale.any()):
+            cached = _refresh(net, cached, z, masked, stale.nonzero().squeeze(-1), float(t))
+            stale[:] = False
         if bool(update.any()):
-            # Draw only where a token is revealed: with T >> L that is a few positions per step, and the
-            # float64 Gumbel noise over [B, L, V] (6.6 GB for 16 x 1024 GPT-2 tokens) is never materialised.
-            z[update] = _draw_tokens(logits[update], mask_id, generator, dtype, top_p, greedy=greedy_final and is_last)
+            # Logits and draws only where a token is revealed: with T >> L that is a few positions per step, and
+            # neither the output layer nor the float64 Gumbel noise runs over [B, L, V] (6.6 GB for 16 x 1024
+            # GPT-2 tokens).
+            logits = cached[update] if cache else revealed
+            z[update] = _draw_tokens(logits, mask_id, generator, dtype, top_p, greedy=greedy_final and is_last)
         stale |= update.any(dim=-1)
         if sigma > 0.0 and not is_last:
             remask = generated & ~masked & (torch.rand(z.shape, generator=generator, device=z.device,
@@ -232,30 +210,20 @@ def ancestral_sample(
     return SampleOutput(tokens=z, num_calls=net.calls, row_calls=net.rows)
 
 
+def _refresh(net: CountingDenoiser, cached: Tensor | None, z: Tensor, masked: Tensor, rows: Tensor, t: float) -> Tensor:
+    """The cache with `rows` re-run at their masked positions (allocated [B, L, V] on the first call)."""
+    sub_rows, columns = masked[rows].nonzero(as_tuple=True)
+    logits = net.at(z[rows], torch.full((len(rows),), t, device=z.device), (sub_rows, columns))
+    if cached is None:
+        cached = logits.new_empty((*z.shape, logits.shape[-1]))
+    cached[rows[sub_rows], columns] = logits
+    return cached
+
+
 def reveal_probability(alpha_t: Tensor | float, alpha_s: Tensor | float, sigma: float) -> float:
     """P(a masked position is revealed on t -> s): (alpha_s - (1 - sigma) alpha_t) / (1 - alpha_t), in [0, 1]."""
     alpha_t, alpha_s = torch.as_tensor(alpha_t, dtype=torch.float64), torch.as_tensor(alpha_s, dtype=torch.float64)
     return float(((alpha_s - (1.0 - sigma) * alpha_t) / (1.0 - alpha_t).clamp_min(1e-300)).clamp(0.0, 1.0))
-
-
-def remdm_sample(
-    denoiser: Denoiser,
-    z_init: Tensor,
-    schedule: NoiseSchedule,
-    mask_id: int,
-    *,
-    steps: int,
-    remasking: Remasking,
-    cache: bool = False,
-    top_p: float | None = None,
-    generator: int | torch.Generator | None = None,
-    dtype: torch.dtype = torch.float64,
-) -> SampleOutput:
-    """ReMDM (Wang et al. 2025): the ancestral sampler whose revealed tokens may be masked again, so an early
-    mistake can be undone. With an exact denoiser its steps keep MDLM's marginals; like MDLM's, they reveal
-    positions independently, which is exact when a step reveals at most one."""
-    return ancestral_sample(denoiser, z_init, schedule, mask_id, steps=steps, cache=cache, top_p=top_p,
-                            remasking=remasking, generator=generator, dtype=dtype)
 
 
 # --------------------------------------------------------------------------- first hitting
@@ -279,8 +247,8 @@ def first_hitting_sample(
     One uniformly chosen masked position is unmasked there, with a token drawn
     from x_theta(z, s). No time discretisation error, and at most L calls.
     """
-    z = _start_state(z_init, mask_id)
-    net = _CountingDenoiser(denoiser, mask_id)
+    z = start_state(z_init, mask_id)
+    net = CountingDenoiser(denoiser, mask_id)
     generator = make_generator(generator, z.device)
     batch = z.shape[0]
     rows = torch.arange(batch, device=z.device)
@@ -295,11 +263,11 @@ def first_hitting_sample(
         exponent = 1.0 / num_masked.clamp_min(1).to(torch.float64)
         one_minus_alpha_s = (1.0 - schedule.alpha(t)) * u.pow(exponent)
         s = torch.where(active, schedule.t_of_alpha(1.0 - one_minus_alpha_s), t)
-        logits = net(z, s.to(torch.float32))
-        # Pick one masked position uniformly: Gumbel-max over the masked set.
+        # Pick one masked position per row uniformly (Gumbel-max over the masked set), then ask for its logits only.
         choice_noise = torch.rand(z.shape, generator=generator, device=z.device, dtype=torch.float64)
         position = choice_noise.masked_fill(~masked, -1.0).argmax(dim=-1)
-        tokens = _draw_tokens(logits[rows, position], mask_id, generator, dtype, top_p, greedy=False)
+        logits = net.at(z, s.to(torch.float32), (rows, position))
+        tokens = _draw_tokens(logits, mask_id, generator, dtype, top_p, greedy=False)
         z[rows[active], position[active]] = tokens[active]
         t = s
     return SampleOutput(tokens=z, num_calls=net.calls, row_calls=net.rows)
@@ -368,9 +336,6 @@ def semi_autoregressive_sample(
 # --------------------------------------------------------------------------- autoregressive baseline
 
 
-CausalNetwork = Callable[[Tensor], Tensor]
-
-
 def autoregressive_sample(
     network: CausalNetwork,
     prompt: Tensor,
@@ -429,10 +394,13 @@ def classifier_free_guidance(cond_logits: Tensor, uncond_logits: Tensor, weight:
     return mixed.log_softmax(dim=-1)
 
 
-def guided_denoiser(cond: Denoiser, uncond: Denoiser, weight: float) -> Denoiser:
-    """A denoiser whose output is the CFG mixture of two others (two passes per call)."""
+def guided_denoiser(cond: Denoiser, uncond: Denoiser, weight: float) -> PositionalDenoiser:
+    """A denoiser whose output is the CFG mixture of two others (two passes per call), at positions too."""
 
     def denoise(z: Tensor, t: Tensor) -> Tensor:
         return classifier_free_guidance(cond(z, t), uncond(z, t), weight)
 
-    return denoise
+    def at(z: Tensor, t: Tensor, positions: Positions) -> Tensor:
+        return classifier_free_guidance(logits_at(cond, z, t, positions), logits_at(uncond, z, t, positions), weight)
+
+    return PositionalDenoiser(denoise, at)

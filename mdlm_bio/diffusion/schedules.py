@@ -32,39 +32,36 @@ def check_unit_interval(value: Tensor, name: str) -> None:
 class NoiseSchedule(ABC):
     """alpha(t), its time derivative and its inverse, for t in [0, 1]."""
 
-    def alpha(self, t: Tensor) -> Tensor:
-        check_unit_interval(t, "t")
+    # `check=False` skips the [0, 1] check, for times the engine or a sampler drew itself: checking reads the
+    # tensor back, which would block a GPU several times per training step.
+
+    def alpha(self, t: Tensor, *, check: bool = True) -> Tensor:
+        if check:
+            check_unit_interval(t, "t")
         return self._alpha(t)
 
-    def alpha_prime(self, t: Tensor) -> Tensor:
+    def alpha_prime(self, t: Tensor, *, check: bool = True) -> Tensor:
         """d alpha / dt (negative: the signal only decays)."""
-        check_unit_interval(t, "t")
+        if check:
+            check_unit_interval(t, "t")
         return self._alpha_prime(t)
 
-    def t_of_alpha(self, alpha: Tensor) -> Tensor:
+    def t_of_alpha(self, alpha: Tensor, *, check: bool = True) -> Tensor:
         """The time at which the schedule reaches `alpha`, clamped into [0, 1]."""
-        check_unit_interval(alpha, "alpha")
+        if check:
+            check_unit_interval(alpha, "alpha")
         return self._t_of_alpha(alpha).clamp(0.0, 1.0)
 
-    def total_noise(self, t: Tensor) -> Tensor:
+    def total_noise(self, t: Tensor, *, check: bool = True) -> Tensor:
         """sigma(t) = -log alpha(t), the time embedding MDLM's DiT is conditioned on."""
-        check_unit_interval(t, "t")
-        return self._total_noise(t)
+        return -torch.log(self.alpha(t, check=check))
 
-    def loss_weight(self, t: Tensor) -> Tensor:
+    def loss_weight(self, t: Tensor, *, check: bool = True) -> Tensor:
         """The continuous-time NELBO weight -alpha'(t) / (1 - alpha(t)) (>= 0)."""
-        check_unit_interval(t, "t")
-        return self._loss_weight(t)
-
-    # Unchecked forms, for times the engine draws itself: checking [0, 1] reads the tensor back, which would
-    # block a GPU several times per training step.
-
-    def _total_noise(self, t: Tensor) -> Tensor:
-        return -torch.log(self._alpha(t))
-
-    def _loss_weight(self, t: Tensor) -> Tensor:
-        one_minus_alpha = (1.0 - self._alpha(t)).clamp_min(torch.finfo(t.dtype).tiny)
+        one_minus_alpha = (1.0 - self.alpha(t, check=check)).clamp_min(torch.finfo(t.dtype).tiny)
         return -self._alpha_prime(t) / one_minus_alpha
+
+    # What each schedule defines: alpha, its derivative and its inverse, unchecked.
 
     @abstractmethod
     def _alpha(self, t: Tensor) -> Tensor: ...

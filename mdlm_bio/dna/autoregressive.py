@@ -16,9 +16,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..diffusion.denoiser import CausalNetwork, SampleOutput
 from ..diffusion.generation import in_batches
-from ..diffusion.samplers import CausalNetwork, SampleOutput, autoregressive_sample
-from .generate import Score
+from ..diffusion.samplers import autoregressive_sample
+from ..likelihood import Nll
 from .tokenizer import BASE_IDS, N
 
 
@@ -51,7 +52,7 @@ def sample_autoregressive(network: CausalNetwork, *, num: int, length: int, cont
 
 @torch.no_grad()
 def score_autoregressive(network: CausalNetwork, tokens: np.ndarray, context: int,
-                         device: torch.device | str = "cpu") -> Score:
+                         device: torch.device | str = "cpu") -> Nll:
     """Exact NLL (nats) of a record under the model, as independent windows of `context` bases (as MDLM
     scores them); N positions are context, not scored."""
     all_tokens = torch.as_tensor(tokens, dtype=torch.long, device=device)
@@ -66,4 +67,4 @@ def score_autoregressive(network: CausalNetwork, tokens: np.ndarray, context: in
             total += math.log(len(BASE_IDS))
     if not math.isfinite(total):
         raise ValueError(f"the model gave a non-finite NLL ({total}); its weights may have diverged")
-    return Score(nats=total, num_bases=int((all_tokens != N).sum()))
+    return Nll(nats=total, tokens=int((all_tokens != N).sum()))

@@ -1,82 +1,20 @@
-"""Infilling and scoring DNA with any denoiser, through the engine's samplers and NELBO
-(sampling new sequences is the engine's `generate`).
+"""Scoring DNA records with any denoiser through the engine's NELBO.
 
-These take a denoiser and its context length, not a checkpoint, so they work
-for any trained model; the CLI loads the checkpoint and passes them in.
+It takes a denoiser and its context length, not a checkpoint, so it works for any trained model; the model
+handle passes its own in (sampling and infilling are the engine's `generate` and `infill`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..diffusion import MaskedDiffusion, NoiseSchedule, SampleOutput
-from ..diffusion.generation import SamplingPlan
-from ..diffusion.samplers import Denoiser
+from ..diffusion.denoiser import Denoiser
+from ..diffusion.engine import MaskedDiffusion
+from ..likelihood import Nll
 from .tokenizer import N
-
-
-def fill_regions(
-    denoiser: Denoiser,
-    schedule: NoiseSchedule,
-    plan: SamplingPlan,
-    tokens: np.ndarray,
-    fill: np.ndarray,
-    seed: int,
-    device: torch.device | str = "cpu",
-) -> tuple[np.ndarray, int]:
-    """Resample the positions where `fill` is True, keeping every other base fixed.
-
-    Works window by window (each `context` long, with a quarter of it as
-    already-known left flank where possible), so records and regions of any
-    length are handled.
-    """
-    if fill.shape != tokens.shape:
-        raise ValueError(f"fill mask shape {fill.shape} differs from the sequence's {tokens.shape}")
-    generator = torch.Generator(device=device).manual_seed(seed)
-    sample_block = plan.block_sampler(denoiser, schedule, generator)
-    current = torch.as_tensor(np.where(fill, plan.mask_id, tokens), dtype=torch.long, device=device)
-    length, calls = current.numel(), 0
-    while True:
-        masked = torch.nonzero(current == plan.mask_id)
-        if masked.numel() == 0:
-            return current.cpu().numpy().astype(np.uint8), calls
-        window = min(plan.context, length)
-        begin = max(0, min(int(masked[0]) - window // 4, length - window))
-        out: SampleOutput = sample_block(current[begin : begin + window][None])
-        current[begin : begin + window] = out.tokens[0]
-        calls += out.num_calls
-
-
-def n_runs(tokens: np.ndarray, min_length: int = 1) -> np.ndarray:
-    """Boolean mask of runs of N at least `min_length` long: the default infilling target."""
-    is_n = np.concatenate([[False], tokens == N, [False]])
-    edges = np.flatnonzero(np.diff(is_n.astype(np.int8)))
-    mask = np.zeros(tokens.shape, dtype=bool)
-    for start, end in zip(edges[::2], edges[1::2]):
-        if end - start >= min_length:
-            mask[start:end] = True
-    return mask
-
-
-@dataclass(frozen=True)
-class Score:
-    """A record's -log p in nats over its scored bases: a diffusion model's NELBO (an upper bound on it) or an
-    autoregressive model's exact NLL."""
-
-    nats: float
-    num_bases: int
-
-    @property
-    def bits_per_base(self) -> float:
-        return self.nats / (self.num_bases * math.log(2)) if self.num_bases else float("nan")
-
-    @property
-    def perplexity(self) -> float:
-        return math.exp(self.nats / self.num_bases) if self.num_bases else float("nan")
 
 
 @torch.no_grad()
@@ -88,7 +26,7 @@ def score_sequence(
     mc: int,
     seed: int,
     device: torch.device | str = "cpu",
-) -> Score:
+) -> Nll:
     """Monte-Carlo NELBO of a record: non-overlapping context windows, `mc` antithetic time draws each.
 
     Windows are scored independently, so the sum bounds the NLL of the record
@@ -105,4 +43,4 @@ def score_sequence(
         total += float(out.per_sequence.mean())
     if not math.isfinite(total):
         raise ValueError(f"the model gave a non-finite NELBO ({total}); its weights may have diverged")
-    return Score(nats=total, num_bases=int((all_tokens != N).sum()))
+    return Nll(nats=total, tokens=int((all_tokens != N).sum()))

@@ -1,4 +1,4 @@
-"""Regions to infill, from a BED file: `record start end` per line, 0-based and end-exclusive."""
+"""Regions to infill: from a BED file (`record start end` per line, 0-based and end-exclusive), or the runs of N."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import open_input
+from .tokenizer import N
 
 
 class RegionError(ValueError):
@@ -53,3 +54,14 @@ def read_regions(path: str | Path, lengths: dict[str, int]) -> dict[str, np.ndar
             raise RegionError(f"{path}:{number}: region {start}-{end} is outside {name!r} (length {lengths[name]})")
         masks[name][start:end] = True
     return masks
+
+
+def n_runs(tokens: np.ndarray, min_length: int = 1) -> np.ndarray:
+    """Boolean mask of runs of N at least `min_length` long: the default infilling target."""
+    is_n = np.concatenate([[False], tokens == N, [False]])
+    edges = np.flatnonzero(np.diff(is_n.astype(np.int8)))
+    mask = np.zeros(tokens.shape, dtype=bool)
+    for start, end in zip(edges[::2], edges[1::2]):
+        if end - start >= min_length:
+            mask[start:end] = True
+    return mask

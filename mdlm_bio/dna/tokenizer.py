@@ -7,11 +7,10 @@ padded to 16. Soft-masked (lowercase) bases read as uppercase. The IUPAC ambigui
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
-import torch
-from torch import Tensor
 
 CLS, SEP, BOS, MASK, PAD, RESERVED, UNK = range(7)
 A, C, G, T, N = range(7, 12)
@@ -59,9 +58,10 @@ def encode(sequence: str | bytes, policy: AmbiguityPolicy = "n") -> np.ndarray:
     return ids
 
 
-def decode(ids: np.ndarray | Tensor) -> str:
-    """Token ids -> bases. Only base and N ids are legal: a sample with a mask left in it is a bug upstream."""
-    array = ids.cpu().numpy() if isinstance(ids, Tensor) else np.asarray(ids)
+def decode(ids: np.ndarray | Sequence[int]) -> str:
+    """Token ids (an array, a list or a CPU tensor) -> bases. Only base and N ids are legal: a sample with a mask
+    left in it is a bug upstream."""
+    array = np.asarray(ids)
     if array.size and (array.min() < A or array.max() > N):
         bad = array[(array < A) | (array > N)][0]
         raise SequenceError(f"token id {int(bad)} is not a base; only ids {A}..{N} decode")
@@ -72,7 +72,3 @@ def reverse_complement(ids: np.ndarray) -> np.ndarray:
     """The other strand, read 5' to 3'."""
     return COMPLEMENT[ids[..., ::-1]]
 
-
-def reverse_complement_tokens(tokens: Tensor) -> Tensor:
-    """[..., L] token ids -> the other strand, read 5' to 3' (torch; for batches on any device)."""
-    return torch.as_tensor(COMPLEMENT_MAP, device=tokens.device)[tokens].flip(-1)

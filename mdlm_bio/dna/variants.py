@@ -15,17 +15,18 @@ bounds its window's NLL, so the difference is an estimate, not a bound) or of th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..diffusion import MaskedDiffusion
+from ..diffusion.denoiser import CausalNetwork, Denoiser
+from ..diffusion.engine import MaskedDiffusion
 from ..diffusion.process import position_draws
-from ..diffusion.samplers import CausalNetwork, Denoiser
+from ..likelihood import Estimate
 from .autoregressive import score_autoregressive
-from .tokenizer import N, reverse_complement, reverse_complement_tokens
+from .strands import other_strand
+from .tokenizer import N, reverse_complement
 
 
 @torch.no_grad()
@@ -37,8 +38,8 @@ def snv_log_ratios(denoiser: Denoiser, mask_id: int, windows: Tensor, sites: Ten
     forward = _masked_marginal(denoiser, mask_id, windows, sites, windows[rows, sites], alt)
     if not both_strands:
         return forward
-    complement = reverse_complement_tokens(alt[:, None])[:, 0]
-    flipped = reverse_complement_tokens(windows)
+    complement = other_strand(alt[:, None])[:, 0]
+    flipped = other_strand(windows)
     mirrored = windows.shape[1] - 1 - sites
     return (forward + _masked_marginal(denoiser, mask_id, flipped, mirrored, flipped[rows, mirrored], complement)) / 2
 
@@ -54,14 +55,6 @@ def _masked_marginal(denoiser: Denoiser, mask_id: int, windows: Tensor, sites: T
     return log_probs[rows, alt] - log_probs[rows, ref]
 
 
-@dataclass(frozen=True)
-class Estimate:
-    """A score (nats) and its Monte-Carlo standard error (None when exact, nan from a single draw)."""
-
-    value: float
-    standard_error: float | None
-
-
 @torch.no_grad()
 def nelbo_difference(engine: MaskedDiffusion, denoiser: Denoiser, ref: Tensor, alt: Tensor, flanks: tuple[int, int],
                      mc: int, seed: int, both_strands: bool = False) -> Estimate:
@@ -71,8 +64,7 @@ def nelbo_difference(engine: MaskedDiffusion, denoiser: Denoiser, ref: Tensor, a
     flanks' contributions, most of each NELBO's variance, largely cancel; the standard error is over the pairs."""
     differences = paired_nelbo_draws(engine, denoiser, ref, alt, flanks[1], mc, seed)
     if both_strands:
-        flipped = paired_nelbo_draws(engine, denoiser, reverse_complement_tokens(ref),
-                                      reverse_complement_tokens(alt), flanks[0], mc, seed)
+        flipped = paired_nelbo_draws(engine, denoiser, other_strand(ref), other_strand(alt), flanks[0], mc, seed)
         differences = (differences + flipped) / 2
     error = float(differences.std() / math.sqrt(mc)) if mc > 1 else math.nan
     return Estimate(float(differences.mean()), error)

@@ -135,7 +135,7 @@ class Reference:
         if _is_plain_gzip(self.path):
             raise VariantInputError(f"{self.path} is gzip-compressed but not with bgzip, so it cannot be read at "
                                     f"random positions; recompress it (`gunzip -c {self.path.name} | bgzip > "
-                                    f"{self.path.stem}.bgz.fa.gz`) or decompress it")
+                                    f"{self.path.name.removesuffix('.gz')}.bgz`) or decompress it")
         try:
             with _quiet_htslib():
                 self._fasta = pysam.FastaFile(str(self.path))

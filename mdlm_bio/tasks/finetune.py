@@ -31,6 +31,7 @@ from ..dna.benchmarks import (
     resolve_data_dir,
 )
 from ..dna.tokenizer import BASE_IDS, COMPLEMENT_MAP
+from ..models import load_model
 from ..training.callbacks import StopOnNonFinite
 from ..training.checkpoint_io import AtomicCheckpointIO
 from ..training.classifier import SequenceClassifier
@@ -38,12 +39,18 @@ from ..training.config import load_config, save_config, to_plain
 from ..training.data.labelled import LabelledDataModule
 from ..training.limits import check_training_memory
 from .benchmark_table import SeedResult, write_results
-from .common import pretrained_backbone
 
 BEST_CHECKPOINT = "best.ckpt"
 # Settings that change results; a run folder holding results made with other values is refused.
 RESULT_DEFINING = ("init_from", "model", "optim", "epochs", "data.valid_fraction", "data.batch_size", "data.rc_augment",
                    "data.max_length", "data.max_length_per_dataset")
+
+
+def pretrained_backbone(source: str | Path, trusted: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(backbone settings, backbone weights) of a DNA model: an mdlm-bio run folder or .ckpt (EMA weights where
+    trained with EMA), or a published Caduceus checkpoint (a local file or hf:kuleshov-group/caduceus-...)."""
+    model = load_model(source, trusted=trusted).require_track("dna", "finetune")
+    return dict(model.spec.backbone), model.network.backbone.state_dict()
 
 
 def scratch_backbone(model: dict[str, Any]) -> dict[str, Any]:
@@ -160,10 +167,9 @@ def finetune_benchmarks(config: DictConfig, datasets: list[str] | None, num_seed
 
 
 def finetune(
-    benchmark: str, overrides: list[str] = (), *, datasets: list[str] | None = None, ckpt: str | None = None,
-    seeds: int = 5, preset: str = "genomic-benchmarks", data_dir: Path | None = None, no_download: bool = False,
-    mirror: str | None = None, run_dir: Path | None = None, trust_checkpoint: bool = False,
-    ignore_memory_limit: bool = False,
+    benchmark: str, overrides: list[str], *, datasets: list[str] | None, ckpt: str | None, seeds: int, preset: str,
+    data_dir: Path | None, no_download: bool, mirror: str | None, run_dir: Path | None, trust_checkpoint: bool,
+    ignore_memory_limit: bool,
 ) -> None:
     """`mdlm-bio finetune genomic-benchmarks`: the sweep, then results.md/.json beside the published numbers."""
     options = {"data.data_dir": data_dir, "data.mirror": mirror, "run_dir": run_dir, "init_from": ckpt}

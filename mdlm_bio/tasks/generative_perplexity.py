@@ -6,9 +6,7 @@ the eval LM then scores their decoded text (see mdlm_bio.text.eval_lm for the ex
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +15,16 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from ..diffusion import ConfidenceRule, Remasking, SampleOutput, autoregressive_sample
-from ..diffusion.generation import SamplerName, SamplingPlan, generate, in_batches
+from ..diffusion.denoiser import SampleOutput
+from ..diffusion.sampler import Sampler
 from ..io import atomic_output, write_json_and_markdown
+from ..likelihood import Nll
+from ..models.handle import Model
 from ..text.corpora import get_corpus, tokenized_blocks
 from ..text.eval_lm import EvalLM, decode_samples, generative_nll, load_eval_lm, unigram_entropy
 from ..text.tokenizer import TextTokenizer, load_tokenizer
-from .common import check_memory, require_positive
-from .text_perplexity import TextModel, load_text_model, text_files_by_corpus
+from .common import load_for
+from .text_perplexity import text_files_by_corpus
 
 
 @dataclass(frozen=True)
@@ -33,50 +33,23 @@ class GenerativePerplexity:
     num_samples: int
     length: int
     num_calls: int
-    nll_per_token: float
-    scored_tokens: int
+    nll: Nll  # under the eval LM, over the tokens it scored
     entropy_mean: float
     entropy_std: float
 
-    @property
-    def perplexity(self) -> float:
-        return math.exp(self.nll_per_token)
+    def row(self) -> dict[str, object]:
+        return {"source": self.source, "num_samples": self.num_samples, "length": self.length,
+                "num_calls": self.num_calls, "nll_per_token": self.nll.per_token, "scored_tokens": self.nll.tokens,
+                "entropy_mean": self.entropy_mean, "entropy_std": self.entropy_std, "perplexity": self.nll.perplexity}
 
 
-@torch.no_grad()
-def sample_tokens(
-    model: TextModel,
-    tokenizer: TextTokenizer,
-    *,
-    sampler: SamplerName,
-    steps: int,
-    num: int,
-    length: int,
-    top_p: float | None = None,
-    remasking: Remasking | None = None,
-    confidence: ConfidenceRule | None = None,
-    batch_size: int = 16,
-    seed: int = 0,
-    device: str = "cpu",
-) -> SampleOutput:
-    """`num` samples [num, length] on the CPU. Diffusion models sample from all-mask (beyond their context,
-    semi-autoregressively); AR models continue a BOS and must fit their context."""
-    module = model.module
+def sample_tokens(model: Model, tokenizer: TextTokenizer, sampler: Sampler, *, num: int, length: int, batch_size: int,
+                  seed: int) -> SampleOutput:
+    """`num` samples [num, length] on the CPU: beyond the model's context, semi-autoregressively (diffusion) or
+    with a sliding window (AR, which starts from the tokenizer's BOS, as its blocks do)."""
     with tqdm(total=num * length, desc="sampling", unit="token", unit_scale=True) as bar:
-        if not module.is_autoregressive:
-            plan = SamplingPlan(sampler, steps, model.context, module.mask_id, top_p, remasking, confidence)
-            return generate(module.denoiser, module.engine.schedule, plan, num=num, length=length, seed=seed,
-                            batch_size=batch_size, device=device, progress=bar.update)
-        if length > model.context:
-            raise ValueError(f"an AR model samples at most its context of {model.context} tokens, not {length}")
-
-        generator = torch.Generator(device=device).manual_seed(seed)
-
-        def draw(batch: int) -> SampleOutput:
-            bos = torch.full((batch, 1), tokenizer.bos_id, dtype=torch.long, device=device)
-            return autoregressive_sample(module.causal_network, bos, length, top_p=top_p, generator=generator)
-
-        return in_batches(draw, num, batch_size, lambda rows: bar.update(rows * length))
+        return model.sample(sampler, num=num, length=length, seed=seed, batch_size=batch_size,
+                            start_token=tokenizer.bos_id, progress=bar.update)
 
 
 def reference_tokens(tokenizer: TextTokenizer, corpus: str, *, num: int, length: int, cache_dir: Path,
@@ -100,7 +73,7 @@ def score_tokens(tokens: Tensor, tokenizer: TextTokenizer, eval_lm: EvalLM, sour
         raise ValueError("the samples decode to no tokens the eval LM can score")
     entropy = unigram_entropy(tokens)
     std = float(entropy.std()) if len(entropy) > 1 else 0.0
-    result = GenerativePerplexity(source, len(tokens), tokens.shape[1], num_calls, total / count, count,
+    result = GenerativePerplexity(source, len(tokens), tokens.shape[1], num_calls, Nll(total, count),
                                   float(entropy.mean()), std)
     return result, texts
 
@@ -114,54 +87,43 @@ def write_samples(texts: Sequence[str], path: Path) -> Path:
 
 def write_genppl_table(results: Sequence[GenerativePerplexity], out_dir: Path, model: str, eval_lm: EvalLM,
                        settings: dict[str, object]) -> Path:
-    rows = [{**dataclasses.asdict(r), "perplexity": r.perplexity} for r in results]
+    rows = [result.row() for result in results]
     described = ", ".join(f"{key}={value}" for key, value in settings.items())
     lines = [f"# Generative perplexity: {model}", "", f"Eval LM: {eval_lm.name} (context {eval_lm.context}); {described}.",
              "", "| source | samples | length | network calls | gen NLL / token | gen PPL | entropy (nats) |",
              "|---|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r.source} | {r.num_samples} | {r.length} | {r.num_calls} | {r.nll_per_token:.4f} | {r.perplexity:.2f} "
+    lines += [f"| {r.source} | {r.num_samples} | {r.length} | {r.num_calls} | {r.nll.per_token:.4f} | {r.nll.perplexity:.2f} "
               f"| {r.entropy_mean:.3f} ± {r.entropy_std:.3f} |" for r in results]
     payload = {"model": model, "eval_lm": eval_lm.name, "eval_context": eval_lm.context, **settings, "rows": rows}
     return write_json_and_markdown(out_dir, "genppl", payload, "\n".join(lines) + "\n")
 
 
 def eval_genppl(
-    ckpt: str, *, out_dir: Path, tokenizer: str | None = None, eval_lm: str = "gpt2-large", eval_context: int | None = None,
-    sampler: SamplerName = "cached", steps: int = 1000, top_p: float | None = None, remasking: Remasking | None = None,
-    confidence: ConfidenceRule | None = None, num: int = 64, length: int | None = None,
-    batch_size: int = 16, eval_batch_size: int = 8, reference: str | None = None, text_file: list[str] = (),
-    cache_dir: Path = Path("data/text-cache"), seed: int = 0, device: str = "cpu", trust_checkpoint: bool = False,
-    ignore_memory_limit: bool = False,
+    ckpt: str, *, out_dir: Path, tokenizer: str | None, eval_lm: str, eval_context: int | None, sampler: Sampler,
+    num: int, length: int | None, batch_size: int, eval_batch_size: int, reference: str | None, text_file: list[str],
+    cache_dir: Path, seed: int, device: str, trust_checkpoint: bool, ignore_memory_limit: bool,
 ) -> None:
     """`mdlm-bio eval-genppl`: generative perplexity and entropy of a text model's samples under an eval LM,
     written as genppl.md/.json and samples.jsonl (and a real-text reference row with `reference`)."""
-    for name, value in (("eval_context", eval_context), ("steps", steps), ("num", num), ("length", length),
-                        ("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-        require_positive(name, value)
     reference_files = text_files_by_corpus(list(text_file)).get(reference) if reference else None
-    model = load_text_model(ckpt, tokenizer, device, trust_checkpoint)
-    text_tokenizer = load_tokenizer(model.tokenizer)
+    model = load_for(ckpt, device, "text", "eval-genppl", trust_checkpoint)
+    text_tokenizer = load_tokenizer(tokenizer or model.tokenizer)
     length = length or model.context
-    check_memory(model.module, min(batch_size, num), min(length, model.context), 8 * num * length, device,
-                 f"sampling {num} x {length} tokens", "lower --num, --length or --batch-size", ignore_memory_limit)
+    model.check_memory(min(batch_size, num), min(length, model.context), 8 * num * length,
+                       f"sampling {num} x {length} tokens", "lower --num, --length or --batch-size", ignore_memory_limit)
     scorer = load_eval_lm(eval_lm, device, eval_context)
     # Everything that can fail on input (the reference corpus included) is loaded before the long sampling.
     real = None if reference is None else reference_tokens(
         text_tokenizer, reference, num=num, length=length, cache_dir=cache_dir, text_files=reference_files)
-    out = sample_tokens(model, text_tokenizer, sampler=sampler, steps=steps, num=num, length=length, top_p=top_p,
-                        remasking=remasking, confidence=confidence, batch_size=batch_size, seed=seed, device=device)
-    used = "autoregressive" if model.module.is_autoregressive else sampler
-    used_steps = None if used in ("autoregressive", "first-hitting") else steps  # those take one call per token
-    options = SamplingPlan(sampler, steps, model.context, model.module.mask_id, top_p, remasking, confidence).options
-    kind = {"autoregressive": "AR", "first-hitting": "first-hitting"}.get(
-        used, f"{used}, {used_steps} steps" + (f", {options}" if options else ""))
-    result, texts = score_tokens(out.tokens, text_tokenizer, scorer, f"samples ({kind})", out.num_calls, eval_batch_size)
+    out = sample_tokens(model, text_tokenizer, sampler, num=num, length=length, batch_size=batch_size, seed=seed)
+    drawn_by = model.describe_sampling(sampler)
+    result, texts = score_tokens(out.tokens, text_tokenizer, scorer, f"samples ({drawn_by})", out.num_calls,
+                                 eval_batch_size)
     results = [result]
     write_samples(texts, out_dir / "samples.jsonl")
     if real is not None:
         results.append(score_tokens(real, text_tokenizer, scorer, f"real {reference}", batch_size=eval_batch_size)[0])
-    settings = {"sampler": used, "steps": used_steps, "sampler_options": options or None, "top_p": top_p, "seed": seed,
-                "precision": "float64 draws"}
+    settings = {"sampler": drawn_by, "seed": seed, "precision": "float64 draws"}
     table = write_genppl_table(results, out_dir, model.description, scorer, settings)
     print(table.read_text())
     print(f"samples in {out_dir / 'samples.jsonl'}")

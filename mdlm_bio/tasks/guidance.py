@@ -15,17 +15,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..diffusion import ConfidenceRule, Remasking
-from ..diffusion.generation import SamplerName, SamplingPlan, generate
+from ..diffusion.sampler import Sampler
 from ..dna.benchmarks import ensure_present, read_split, resolve_data_dir
 from ..dna.fasta import write_fasta
 from ..dna.report import GENERATED, generation_report
 from ..dna.tokenizer import decode
 from ..io import write_json_and_markdown
-from ..training.checkpoints import TrainedModel
+from ..models.handle import Conditioning, Model
 from ..training.classifier import SequenceClassifier, load_classifier
 from ..training.data.labelled import collate
-from .common import load_dna_model, require_positive
+from .common import load_for
 
 
 @torch.no_grad()
@@ -41,7 +40,7 @@ def predict_classes(classifier: SequenceClassifier, sequences: Sequence[np.ndarr
     return np.concatenate(predictions)
 
 
-def oracle_label_map(classifier: SequenceClassifier, model: TrainedModel) -> list[int]:
+def oracle_label_map(classifier: SequenceClassifier, model: Model) -> list[int]:
     """For each class index of the generator, the classifier's index of the same class name."""
     if sorted(classifier.classes) != sorted(model.classes):
         raise ValueError(f"the classifier knows classes {classifier.classes} but the generator {model.classes}; "
@@ -50,18 +49,18 @@ def oracle_label_map(classifier: SequenceClassifier, model: TrainedModel) -> lis
 
 
 def evaluate_guidance(
-    model: TrainedModel,
+    model: Model,
     classifier: SequenceClassifier,
     weights: Sequence[float],
-    plan: SamplingPlan,
+    sampler: Sampler,
     *,
     num: int,
     length: int,
     out_dir: Path,
+    batch_size: int,
     seed: int = 0,
     data_dir: Path | None = None,
     max_reference: int = 2000,
-    device: str = "cpu",
 ) -> dict[str, Any]:
     """Sample `num` sequences per (class, weight); write FASTA, reports, summary.json and summary.md."""
     label_map = oracle_label_map(classifier, model)
@@ -76,9 +75,8 @@ def evaluate_guidance(
         write_fasta(((f"{name}_{i}", f"{name}_{i} real test sequence", decode(s)) for i, s in enumerate(real)), reference)
         real_accuracy = float(np.mean(predict_classes(classifier, real) == label_map[label]))
         for weight in weights:
-            with torch.no_grad():
-                out = generate(model.module.guided_denoiser(label, weight), model.schedule, plan,
-                               num=num, length=length, seed=seed, device=device)
+            out = model.sample(sampler, num=num, length=length, seed=seed, batch_size=batch_size,
+                               condition=Conditioning(label, weight))
             sequences = list(out.tokens.numpy())
             samples = class_dir / f"guidance_{weight:g}.fa"
             header = f"class={name} guidance={weight:g} seed={seed}"
@@ -92,7 +90,8 @@ def evaluate_guidance(
                 "gc_mean": report["gc"][GENERATED]["mean"], "reference_gc_mean": report["gc"]["reference"]["mean"],
                 "samples": str(samples),
             })
-    summary = {"generator": str(model.path), "num": num, "length": length, "rows": rows}
+    summary = {"generator": model.source, "sampler": model.describe_sampling(sampler), "num": num, "length": length,
+               "rows": rows}
     write_json_and_markdown(out_dir, "summary", summary, _markdown(rows))
     return summary
 
@@ -112,18 +111,13 @@ def _markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def evaluate(
-    ckpt: str, *, classifier: Path, out_dir: Path, guidance: list[float] = (0.0, 1.0, 2.0), num: int = 64,
-    length: int | None = None, data_dir: Path | None = None, sampler: SamplerName = "first-hitting", steps: int = 128,
-    top_p: float | None = None, remasking: Remasking | None = None, confidence: ConfidenceRule | None = None,
-    seed: int = 0, device: str = "cpu",
+    ckpt: str, *, classifier: Path, out_dir: Path, guidance: list[float], num: int, length: int | None,
+    batch_size: int, data_dir: Path | None, sampler: Sampler, seed: int, device: str,
 ) -> None:
     """`mdlm-bio evaluate-guidance`: sample every class at every guidance weight, judge the samples with a
     fine-tuned classifier and the k-mer report; summary.md/.json in `out_dir`."""
-    for name, value in (("num", num), ("length", length), ("steps", steps)):
-        require_positive(name, value)
-    model = load_dna_model(ckpt, device, "guidance evaluation", "guidance steers a diffusion sampler")
+    model = load_for(ckpt, device, "dna", "guidance evaluation")
     oracle = load_classifier(classifier, device)
-    evaluate_guidance(model, oracle, guidance, model.plan(sampler, steps, top_p, remasking, confidence),
-                      num=num, length=length or model.context,
-                      out_dir=out_dir, seed=seed, data_dir=data_dir, device=device)
+    evaluate_guidance(model, oracle, guidance, sampler, num=num, length=length or model.context, out_dir=out_dir,
+                      batch_size=batch_size, seed=seed, data_dir=data_dir)
     print((out_dir / "summary.md").read_text())

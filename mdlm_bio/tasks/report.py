@@ -10,13 +10,13 @@ from ..dna.report import generation_report
 from ..training.data import preset_backbone
 
 
-def report(generated: Path, *, reference: Path, out_dir: Path, k: list[int] = (3, 6)) -> None:
+def report(generated: Path, *, reference: Path, out_dir: Path, k: list[int]) -> None:
     """k-mer spectra, GC content and diversity of generated DNA against a reference, in out_dir."""
     generation_report(generated, reference, out_dir, ks=tuple(k))
     print((out_dir / "report.md").read_text())
 
 
-def describe(preset: str, overrides: list[str] = ()) -> None:
+def describe(preset: str, overrides: list[str]) -> None:
     """Build a backbone preset and print its sizes: DNA backbones (those taking a complement map) on the DNA
     vocabulary, text ones on their preset's vocabulary."""
     print(parameter_table(build_backbone(preset_backbone(preset, overrides))))

@@ -15,29 +15,28 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
 from tqdm import tqdm
 
 from ..dna.tokenizer import encode
 from ..dna.variant_plan import SKIP_REASONS, SNV, Allele, AlleleWindows, allele_windows, plan_alleles, summary
-from ..dna.variants import Estimate, nelbo_difference, nll_difference, snv_log_ratios
 from ..dna.vcf import Reference, VcfContents, info_header_lines, read_vcf, write_annotated_vcf
 from ..io import atomic_output, check_writable
-from ..training.checkpoints import TrainedModel
-from .common import check_memory, is_ours, load_dna_model, published_caduceus, require_positive
+from ..likelihood import Estimate
+from .common import load_for
 
-MASKED_MARGINAL, NELBO_DIFFERENCE, NLL_DIFFERENCE = "masked-marginal", "nelbo-difference", "nll-difference"
+if TYPE_CHECKING:
+    from ..models.handle import Model
+
+METHODS = "masked-marginal, nelbo-difference or nll-difference"
 INFO_FIELDS = {
     "MDLM_BIO_SCORE": ("A", "Float", "log p(alt) - log p(ref) in nats under the model, per ALT"),
     "MDLM_BIO_SE": ("A", "Float", "Monte-Carlo standard error of MDLM_BIO_SCORE (missing where exact)"),
-    "MDLM_BIO_METHOD": ("A", "String", f"{MASKED_MARGINAL}, {NELBO_DIFFERENCE} or {NLL_DIFFERENCE}"),
+    "MDLM_BIO_METHOD": ("A", "String", METHODS),
     "MDLM_BIO_SKIPPED": ("A", "String", "why an ALT was not scored: " + ", ".join(SKIP_REASONS)),
 }
-MLM_CAVEAT = ("note: {spec} is a published Caduceus, trained with masked language modelling (15% of positions "
-              "masked), not as a diffusion model: its SNV scores are the usual masked-marginal MLM score, but its "
-              "window NELBOs (MNVs, indels) are not a bound on a likelihood it was trained for; compare those "
-              "between variants, not with another model's")
 
 
 @dataclass(frozen=True)
@@ -46,29 +45,26 @@ class Scored:
     method: str
 
 
-def score_variants(vcf: Path, reference: Path, ckpt: str, *, out: Path = Path("variant_scores.vcf.gz"),
-                   tsv: Path | None = None, window: int | None = None, mc: int = 8, batch_size: int = 64,
-                   seed: int = 0, skip_mismatches: bool = False, device: str = "cpu", trust_checkpoint: bool = False,
-                   ignore_memory_limit: bool = False) -> None:
+def score_variants(vcf: Path, reference: Path, ckpt: str, *, out: Path, tsv: Path | None, window: int | None, mc: int,
+                   batch_size: int, seed: int, skip_mismatches: bool, device: str, trust_checkpoint: bool,
+                   ignore_memory_limit: bool) -> None:
     """Score every ALT of `vcf` against `reference` and write `out` (VCF, bgzip + tabix index when .gz) and
     `tsv` (default: next to `out`)."""
-    for name, value in (("window", window), ("mc", mc), ("batch_size", batch_size)):
-        require_positive(name, value)
     tsv = tsv or out.with_name(out.name.removesuffix(".gz").removesuffix(".vcf") + ".tsv")
     for path in (out, tsv):
         check_writable(path)
     contents, genome = read_vcf(vcf), Reference(reference)
-    model = _load(ckpt, device, trust_checkpoint)
+    model = load_for(ckpt, device, "dna", "score-variants", trust_checkpoint)
     window = window or model.context
     alleles = plan_alleles(contents, genome, window, skip_mismatches, vcf)
-    both_strands = model.module.is_autoregressive or not getattr(model.module.backbone, "rcps", False)
+    both_strands = not model.strand_symmetric
     rows = max(batch_size, mc) * (2 if both_strands else 1)
-    check_memory(model.module, rows, window, 0, device, f"scoring {rows} windows of {window} bases at once",
-                 "lower --batch-size or --mc, or pass a shorter --window", ignore_memory_limit)
+    model.check_memory(rows, window, 0, f"scoring {rows} windows of {window} bases at once",
+                       "lower --batch-size or --mc, or pass a shorter --window", ignore_memory_limit)
     scores: dict[Allele, Scored] = {}
     scorable = [allele for allele in alleles if allele.kind]
     with tqdm(total=len(scorable), desc="scoring variants", unit="allele") as progress:
-        for allele, scored in _scores(model, genome, scorable, mc, batch_size, seed, both_strands, device):
+        for allele, scored in _scores(model, genome, scorable, mc, batch_size, seed, both_strands):
             scores[allele] = scored
             progress.update()
     genome.close()
@@ -81,43 +77,23 @@ def score_variants(vcf: Path, reference: Path, ckpt: str, *, out: Path = Path("v
     print(f"{summary(alleles)}\nwrote {out} and {tsv}", file=sys.stderr)
 
 
-def _load(ckpt: str, device: str, trusted: bool) -> TrainedModel:
-    if is_ours(ckpt):
-        return load_dna_model(ckpt, device, "score-variants")
-    print(MLM_CAVEAT.format(spec=ckpt), file=sys.stderr)
-    return published_caduceus(ckpt, device, trusted)
-
-
-def _tokens(bases: str, device: str) -> torch.Tensor:
-    return torch.as_tensor(encode(bases), dtype=torch.long, device=device)
-
-
-def _scores(model: TrainedModel, genome: Reference, alleles: list[Allele], mc: int, batch_size: int, seed: int,
-            both_strands: bool, device: str) -> Iterator[tuple[Allele, Scored]]:
-    """Each allele's score: SNVs of a diffusion model in batches of one call each, the rest one by one."""
-    module = model.module
-    if module.is_autoregressive:
-        for allele in alleles:
-            windows = allele_windows(allele, genome)
-            yield allele, Scored(nll_difference(module.causal_network, encode(windows.ref), encode(windows.alt),
-                                                model.context, device, both_strands), NLL_DIFFERENCE)
-        return
+def _scores(model: Model, genome: Reference, alleles: list[Allele], mc: int, batch_size: int, seed: int,
+            both_strands: bool) -> Iterator[tuple[Allele, Scored]]:
+    """Each allele's score: SNVs in batches of one call each, the rest one by one."""
     snvs = [allele for allele in alleles if allele.kind == SNV]
     for begin in range(0, len(snvs), batch_size):
         batch = snvs[begin : begin + batch_size]
         windows: list[AlleleWindows] = [allele_windows(allele, genome) for allele in batch]
-        ratios = snv_log_ratios(model.denoiser, model.mask_id, torch.stack([_tokens(w.ref, device) for w in windows]),
-                                torch.tensor([w.left for w in windows], device=device),
-                                _tokens("".join(w.alt[w.left] for w in windows), device), both_strands)
+        ratios = model.snv_log_ratios(np.stack([encode(w.ref) for w in windows]), np.array([w.left for w in windows]),
+                                      encode("".join(w.alt[w.left] for w in windows)), both_strands)
         for allele, ratio in zip(batch, ratios.tolist()):
-            yield allele, Scored(Estimate(ratio, None), MASKED_MARGINAL)
+            yield allele, Scored(Estimate(ratio, None), model.snv_method)
     for allele in alleles:
         if allele.kind != SNV:
             windows = allele_windows(allele, genome)
-            yield allele, Scored(nelbo_difference(module.engine, model.denoiser, _tokens(windows.ref, device),
-                                                  _tokens(windows.alt, device), (windows.left, windows.right), mc,
-                                                  seed, both_strands),
-                                 NELBO_DIFFERENCE)
+            yield allele, Scored(model.window_log_ratio(encode(windows.ref), encode(windows.alt),
+                                                        (windows.left, windows.right), mc, seed, both_strands),
+                                 model.window_method)
 
 
 def _number(value: float | None) -> str:

@@ -10,12 +10,12 @@ from ..training.config import load_config
 from ..training.run import train as fit
 
 
-def train(preset: str, overrides: list[str] = (), *, ignore_memory_limit: bool = False) -> ValidationLog:
+def train(preset: str, overrides: list[str], *, ignore_memory_limit: bool) -> ValidationLog:
     """Train the preset (configs/train, or a .yaml) with `key=value` overrides; resumes an existing run folder."""
     return fit(load_config(preset, list(overrides)), ignore_memory_limit)
 
 
-def data(dataset: str, *, data_dir: Path, fasta_url: str | None = None, bed_url: str | None = None) -> None:
+def data(dataset: str, *, data_dir: Path, fasta_url: str | None, bed_url: str | None) -> None:
     """Download and convert a genome for training (hg38: UCSC's FASTA and the Basenji split)."""
     if dataset != "hg38":
         raise ValueError(f"mdlm-bio data knows hg38, not {dataset!r}")

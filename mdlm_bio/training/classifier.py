@@ -16,6 +16,8 @@ from torch import Tensor, nn
 
 from ..backbones import build_backbone
 from ..backbones.caduceus import Caduceus, conjoined_features
+from ..errors import CheckpointError, first_line
+from ..models.checkpoint_format import read_checkpoint
 from .data.labelled import random_reverse_complement
 from .module import lr_factor, seeded_generator
 
@@ -105,9 +107,6 @@ class SequenceClassifier(L.LightningModule):
 
 def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> SequenceClassifier:
     """A fine-tuned classifier checkpoint -> the model in eval mode."""
-    from ..backbones.pretrained import CheckpointError, first_line
-    from .checkpoint_io import read_checkpoint
-
     payload = read_checkpoint(path, required=("mdlm_bio_classifier", "state_dict"), kind="classifier (from `mdlm-bio finetune`)")
     stored = payload["mdlm_bio_classifier"]
     try:

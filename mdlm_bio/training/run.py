@@ -13,14 +13,16 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from omegaconf import DictConfig
 
+from ..models.checkpoint_format import model_spec_of, read_checkpoint
+from ..models.spec import ModelSpec
+from ..sources import LAST_CHECKPOINT
 from .callbacks import EMA, StopOnNonFinite, TrainingDiverged, ValidationLog
-from .checkpoint_io import AtomicCheckpointIO, read_checkpoint
-from .checkpoints import LAST_CHECKPOINT, model_spec_of
+from .checkpoint_io import AtomicCheckpointIO
 from .config import save_config, to_plain
-from .data import build_training_data
+from .data.builder import build_training_data
 from .limits import check_training_memory
 from .module import DiffusionLM
-from .settings import ModelSpec, RunSettings, TrainingSettings, Vocabulary, resolve_backbone, run_settings
+from .settings import RunSettings, TrainingSettings, Vocabulary, resolve_backbone, run_settings
 
 
 class RunMismatchError(ValueError):

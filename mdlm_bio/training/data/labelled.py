@@ -16,7 +16,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from ...dna.benchmarks import LabelledSequences, carve_validation, ensure_present, read_split, resolve_data_dir
-from ...dna.tokenizer import PAD, reverse_complement_tokens
+from ...dna.strands import other_strand
+from ...dna.tokenizer import PAD
 from ..settings import DataSettings
 from .loaders import batch_loader
 
@@ -37,7 +38,7 @@ def random_reverse_complement(batch: dict[str, Tensor], probability: float, gene
         return batch
     tokens = batch["tokens"]
     flip = torch.rand(tokens.shape[0], generator=generator, device=generator.device).to(tokens.device) < probability
-    reverse = reverse_complement_tokens(tokens)
+    reverse = other_strand(tokens)
     flipped = torch.where(flip[:, None], reverse, tokens)
     return {**batch, "tokens": flipped, "attention_mask": flipped != PAD}
 

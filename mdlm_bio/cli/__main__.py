@@ -1,0 +1,5 @@
+"""`python -m mdlm_bio.cli` is `mdlm-bio`."""
+
+from . import main
+
+main()

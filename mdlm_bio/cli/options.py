@@ -1,0 +1,62 @@
+"""Option types and options shared by several verbs. Each type checks its value when the command line is parsed,
+so a typo is reported before anything loads (exit status 2, `mdlm-bio VERB: error: argument --X: ...`)."""
+
+from __future__ import annotations
+
+import argparse
+
+CPU = "cpu"
+
+
+def device(spec: str) -> str:
+    """A --device value, checked before anything loads: a typo or a missing GPU is named as such, not blamed on
+    the checkpoint that happens to be read first. `cpu` needs no torch to be accepted."""
+    if spec == CPU:
+        return spec
+    import torch  # only to ask for a device other than the CPU
+
+    try:
+        parsed = torch.device(spec)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{spec!r} is not a device; use cpu, cuda, cuda:N or mps") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch was built without CUDA" if torch.version.cuda is None else "no GPU is visible"
+            raise argparse.ArgumentTypeError(f"{spec}: CUDA is not available here ({why}); use --device cpu")
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise argparse.ArgumentTypeError(f"{spec}: no such GPU; {count} visible (cuda:0 to cuda:{count - 1})")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{spec}: MPS is not available here; use --device cpu")
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise argparse.ArgumentTypeError(f"{spec}: mdlm-bio runs on cpu, cuda or mps")
+    return spec
+
+
+def positive_int(text: str) -> int:
+    """Counts (--num, --length, --mc, ...) are positive integers."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
+    return value
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", type=device, default=CPU, help="cpu, cuda, cuda:1, ... (default: cpu)")
+
+
+def add_seed(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw (default: 0)")
+
+
+def add_memory_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ignore-memory-limit", action="store_true", help="start even when the estimated memory "
+                        "exceeds what the device has free (the estimate is checked before anything is allocated)")
+
+
+def add_trust_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trust-checkpoint", action="store_true", help="unpickle a published checkpoint that holds "
+                        "Python objects (a Lightning .ckpt); this can run code, so only for files you trust")

@@ -1,0 +1,87 @@
+"""A masked-diffusion model (MDLM) behind the model handle: the engine's samplers, infilling, NELBO scores."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..diffusion.denoiser import SampleOutput
+from ..diffusion.generation import generate, infill
+from ..diffusion.sampler import Sampler
+from ..dna.generate import score_sequence
+from ..dna.variants import nelbo_difference, snv_log_ratios
+from ..likelihood import Estimate, Nll
+from .handle import Conditioning, Model
+
+
+class DiffusionModel(Model):
+    kind: ClassVar[str] = "mdlm"
+    snv_method: ClassVar[str] = "masked-marginal"
+    window_method: ClassVar[str] = "nelbo-difference"
+    score_name: ClassVar[str] = "nelbo_nats"
+
+    @property
+    def strand_symmetric(self) -> bool:
+        return bool(getattr(self.network.backbone, "rcps", False))
+
+    def conditioning(self, class_label: str | None, guidance: float | None) -> Conditioning:
+        if class_label is None:
+            if guidance is not None:
+                raise ValueError("--guidance needs --class: guidance steers toward a class")
+            return Conditioning(words=" class=none" if self.classes else "")
+        label = self.class_index(class_label)
+        weight = 1.0 if guidance is None else guidance
+        return Conditioning(label, weight, f" class={self.classes[label]} guidance={weight:g}")
+
+    @torch.no_grad()
+    def sample(self, sampler: Sampler, *, num: int, length: int, seed: int, batch_size: int,
+               prompt: np.ndarray | None = None, start_token: int | None = None,
+               condition: Conditioning = Conditioning(), progress: Callable[[int], None] | None = None) -> SampleOutput:
+        """A diffusion model generates its first token like any other, so `start_token` is not needed."""
+        return generate(self.network.sampling_denoiser(condition.label, condition.weight), self.network.engine.schedule,
+                        sampler, context=self.context, mask_id=self.mask_id, num=num, length=length, seed=seed,
+                        batch_size=batch_size, prompt=None if prompt is None else torch.as_tensor(prompt, dtype=torch.long),
+                        device=self.device, progress=progress)
+
+    def describe_sampling(self, sampler: Sampler) -> str:
+        return sampler.describe()
+
+    @torch.no_grad()
+    def infill(self, tokens: np.ndarray, fill: np.ndarray, sampler: Sampler, seed: int) -> SampleOutput:
+        out = infill(self.network.sampling_denoiser(), self.network.engine.schedule, sampler, context=self.context,
+                     mask_id=self.mask_id, tokens=torch.as_tensor(tokens, dtype=torch.long, device=self.device),
+                     fill=torch.as_tensor(fill, device=self.device), seed=seed)
+        return dataclasses.replace(out, tokens=out.tokens.cpu())
+
+    def score(self, tokens: np.ndarray, mc: int, seed: int) -> Nll:
+        return score_sequence(self.network.sampling_denoiser(), self.network.engine, tokens, self.context, mc, seed,
+                              self.device)
+
+    @torch.no_grad()
+    def nll(self, tokens: Tensor, attention_mask: Tensor, generator: torch.Generator, draws: int,
+            discrete_steps: int | None) -> tuple[float, int]:
+        engine = dataclasses.replace(self.network.engine, discrete_steps=discrete_steps)
+        total = 0.0
+        for _ in range(draws):
+            out = self.network.objective(tokens, attention_mask, generator, engine=engine)
+            total += float(out.total) / draws
+        return total, int(out.num_tokens)
+
+    def snv_log_ratios(self, windows: np.ndarray, sites: np.ndarray, alt: np.ndarray, both_strands: bool) -> np.ndarray:
+        ratios = snv_log_ratios(self.network.sampling_denoiser(), self.mask_id, self._tensor(windows),
+                                self._tensor(sites), self._tensor(alt), both_strands)
+        return ratios.cpu().numpy()
+
+    def window_log_ratio(self, ref: np.ndarray, alt: np.ndarray, flanks: tuple[int, int], mc: int, seed: int,
+                         both_strands: bool) -> Estimate:
+        return nelbo_difference(self.network.engine, self.network.sampling_denoiser(), self._tensor(ref),
+                                self._tensor(alt), flanks, mc, seed, both_strands)
+
+    def _tensor(self, tokens: np.ndarray) -> Tensor:
+        return torch.as_tensor(np.asarray(tokens, dtype=np.int64), device=self.device)
+

@@ -1,0 +1,171 @@
+"""One handle on a loaded model, whatever its kind: everything the tasks ask of a model.
+
+`load_model` (loading.py) returns a `Model`; masked diffusion (diffusion_model.py) and autoregressive models
+(autoregressive_model.py) are its two implementations, so no task asks which kind it holds. A kind that cannot do
+something (an autoregressive model infilling a gap) refuses in its own implementation, with the reason.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..diffusion.denoiser import SampleOutput
+from ..diffusion.sampler import Sampler
+from ..errors import CheckpointError
+from ..likelihood import Estimate, Nll
+from ..memory import check_fits
+from .network import LanguageModel
+from .spec import ModelSpec
+
+
+class ModelMismatchError(CheckpointError):
+    """A model this command cannot use: another track's, or a kind that cannot do what was asked."""
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """How samples are conditioned: a class (`label`, None for none) and the guidance weight toward it, and the
+    FASTA header words that say so."""
+
+    label: int | None = None
+    weight: float = 1.0
+    words: str = ""
+
+
+class Model(ABC):
+    """A loaded model in eval mode on its device, and the facts that belong to it (mask id, context, tokenizer,
+    classes), read once from its checkpoint or stated by its importer."""
+
+    kind: ClassVar[str]  # the objective it was trained with: "mdlm" or "ar"
+
+    def __init__(self, network: LanguageModel, source: str, name: str, config: dict[str, Any] | None = None,
+                 caveat: str | None = None) -> None:
+        self.network, self.source, self.name = network, source, name
+        self.config = config  # the run config it was trained with (ours), a record of how
+        self.caveat = caveat  # what a user should know before reading its outputs (a published model's)
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.network.spec
+
+    @property
+    def mask_id(self) -> int:
+        return self.spec.mask_id
+
+    @property
+    def context(self) -> int:
+        """The window (DNA) or block (text) length the model was trained on."""
+        return self.spec.context
+
+    @property
+    def tokenizer(self) -> str | None:
+        """The text tokenizer it was trained with (None for DNA)."""
+        return self.spec.tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return self.network.output_allowed.device
+
+    @property
+    def description(self) -> str:
+        """What a FASTA header or a results table says the samples or scores came from."""
+        return f"{self.name} {self.kind} ({self.source})"
+
+    @property
+    def strand_symmetric(self) -> bool:
+        """Scores are the same on either strand by construction (Caduceus-PS as a masked model), so one suffices."""
+        return False
+
+    def require_track(self, track: str, command: str) -> Model:
+        if self.spec.track != track:
+            raise ModelMismatchError(f"{self.source} holds a {self.spec.track} model; {command} needs a {track} model")
+        return self
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names of a class-conditional model (empty for an unconditional one)."""
+        return list(self.spec.classes)
+
+    def class_index(self, name: str) -> int:
+        """A class given by name (or by its index, as a string) -> its label index."""
+        if not self.classes:
+            raise ValueError(f"{self.source} holds an unconditional model; --class needs one trained on labelled "
+                             f"data (mdlm-bio train conditional)")
+        if name in self.classes:
+            return self.classes.index(name)
+        if name.isdigit() and int(name) < len(self.classes):
+            return int(name)
+        raise ValueError(f"unknown class {name!r}; this model knows {self.classes}")
+
+    def check_memory(self, batch: int, length: int, outputs: int, request: str, smaller: str,
+                     ignore_memory_limit: bool) -> None:
+        """Refuse, before the long part, work whose estimated memory exceeds what the device has free."""
+        if not ignore_memory_limit:
+            check_fits(lambda: self.network.inference_memory(batch, length, outputs), self.device, request, smaller,
+                       "--ignore-memory-limit")
+
+    # ------------------------------------------------------------------ what each kind implements
+
+    @abstractmethod
+    def conditioning(self, class_label: str | None, guidance: float | None) -> Conditioning:
+        """The conditioning `--class` and `--guidance` ask for (both None: the model's unconditional samples)."""
+
+    @abstractmethod
+    def sample(self, sampler: Sampler, *, num: int, length: int, seed: int, batch_size: int,
+               prompt: np.ndarray | None = None, start_token: int | None = None,
+               condition: Conditioning = Conditioning(), progress: Callable[[int], None] | None = None) -> SampleOutput:
+        """`num` sequences [num, length] on the CPU, continuing the 1-D `prompt` if given; `progress(n)` is told
+        of new tokens as they are drawn. `start_token` is the token every training block began with (a text
+        tokenizer's BOS): where a kind needs a first token to condition on, it starts there."""
+
+    @abstractmethod
+    def describe_sampling(self, sampler: Sampler) -> str:
+        """How `sample` draws with `sampler`, as key=value words."""
+
+    @abstractmethod
+    def infill(self, tokens: np.ndarray, fill: np.ndarray, sampler: Sampler, seed: int) -> SampleOutput:
+        """Resample the positions of 1-D `tokens` where `fill` is True, keeping the others (tokens come back 1-D)."""
+
+    @abstractmethod
+    def score(self, tokens: np.ndarray, mc: int, seed: int) -> Nll:
+        """-log p of a DNA record in nats, window by window of the context (N positions are context, not scored):
+        a NELBO from `mc` noise draws per window, or an exact NLL."""
+
+    @property
+    @abstractmethod
+    def score_name(self) -> str:
+        """The column `score` fills: nelbo_nats or nll_nats."""
+
+    @abstractmethod
+    def nll(self, tokens: Tensor, attention_mask: Tensor, generator: torch.Generator, draws: int,
+            discrete_steps: int | None) -> tuple[float, int]:
+        """(summed NELBO or NLL in nats, scored tokens) of a batch of text blocks, averaged over `draws` noise
+        draws for diffusion; the NELBO in continuous time or in `discrete_steps` steps."""
+
+    @abstractmethod
+    def snv_log_ratios(self, windows: np.ndarray, sites: np.ndarray, alt: np.ndarray, both_strands: bool) -> np.ndarray:
+        """log p(alt) - log p(ref) of single-base changes to tokens `alt` [B] at `sites` [B] of reference `windows`
+        [B, L], in float64 nats; with `both_strands`, averaged over the two strands."""
+
+    @property
+    @abstractmethod
+    def snv_method(self) -> str:
+        """How `snv_log_ratios` scores (for the output's METHOD field)."""
+
+    @abstractmethod
+    def window_log_ratio(self, ref: np.ndarray, alt: np.ndarray, flanks: tuple[int, int], mc: int, seed: int,
+                         both_strands: bool) -> Estimate:
+        """log p(alt window) - log p(ref window) for a change of any size; the 1-D windows share `flanks` bases at
+        each end."""
+
+    @property
+    @abstractmethod
+    def window_method(self) -> str:
+        """How `window_log_ratio` scores."""

@@ -1,0 +1,82 @@
+"""Published checkpoints as models: which layout a state dict is in, and what its weights do not say.
+
+The importers (backbones/pretrained.py) map the weights and read the architecture off their shapes. The rest, the
+objective each model is used with, its context, vocabulary and tokenizer, is stated here, once per checkpoint
+family, rather than borrowed from a training preset.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor
+
+from ..backbones.pretrained import caduceus_config_from_state, dit_config_from_mdlm, import_caduceus, import_mdlm_dit
+from ..dna.tokenizer import BASE_IDS, COMPLEMENT_MAP, MASK
+from ..errors import CheckpointError
+from .spec import ModelSpec, ObjectiveSettings
+
+# MDLM's own objective, with which both families are used here: the log-linear schedule (eps 1e-3), times drawn
+# antithetically in [1e-3, 1], the continuous-time NELBO (Sahoo et al. 2024; kuleshov-group/mdlm configs).
+MDLM_OBJECTIVE = ObjectiveSettings(kind="mdlm", schedule={"name": "loglinear"}, sampling_eps=1e-3, antithetic=True)
+
+# kuleshov-group/mdlm-owt: MDLM's small DiT, trained on OpenWebText in blocks of 1024 GPT-2 tokens with [MASK]
+# appended as id 50257, without time conditioning, dropout 0.1.
+MDLM_OWT_CONTEXT = 1024
+MDLM_OWT_TOKENIZER = "gpt2"
+MDLM_OWT_OPTIONS = {"dropout": 0.1, "causal": False, "time_conditioning": False}
+
+# kuleshov-group/caduceus-{ps,ph}_seqlen-{1k,131k}_...: trained on hg38 with masked language modelling (15% of
+# positions), on windows of the length its name gives (1,024 where a file's name does not say).
+CADUCEUS_DEFAULT_CONTEXT = 1024
+CADUCEUS_CAVEAT = ("note: {source} is a published Caduceus, trained with masked language modelling (15% of positions "
+                   "masked), not as a diffusion model: its masked marginals (SNV scores) are the usual MLM ones, but "
+                   "its NELBOs (score, MNV and indel scores) bound no likelihood it was trained for and its samples "
+                   "come from a model used outside its training objective; compare those between inputs, not with "
+                   "another model's")
+
+
+@dataclass(frozen=True)
+class PublishedModel:
+    """A published checkpoint, ready to load: its spec, the backbone's weights, a name and a caveat (if any)."""
+
+    spec: ModelSpec
+    backbone_weights: dict[str, Tensor]
+    name: str
+    caveat: str | None = None
+
+
+def published_model(state: Mapping[str, Tensor], source: str) -> PublishedModel:
+    """The model a published state dict holds, by its key layout: MDLM's DiT or Caduceus."""
+    if any(key.startswith(("caduceus.", "lm_head.")) for key in state):
+        return _caduceus(state, source)
+    if any(key.startswith("backbone.") for key in state):
+        return _mdlm_owt(state, source)
+    raise CheckpointError(f"{source}: neither an mdlm-bio checkpoint (it has no mdlm_bio_model entry) nor a published "
+                          f"MDLM or Caduceus state dict (no backbone.* or caduceus.* keys)")
+
+
+def _mdlm_owt(state: Mapping[str, Tensor], source: str) -> PublishedModel:
+    architecture = dit_config_from_mdlm(state, source)
+    spec = ModelSpec(backbone={**architecture, **MDLM_OWT_OPTIONS}, objective=MDLM_OBJECTIVE,
+                     mask_id=architecture["vocab_size"] - 1, context=MDLM_OWT_CONTEXT, track="text",
+                     tokenizer=MDLM_OWT_TOKENIZER)
+    return PublishedModel(spec, import_mdlm_dit(state, source).state_dict(), "MDLM DiT")
+
+
+def _caduceus(state: Mapping[str, Tensor], source: str) -> PublishedModel:
+    backbone: dict[str, Any] = caduceus_config_from_state(state, source, COMPLEMENT_MAP)
+    spec = ModelSpec(backbone=backbone, objective=MDLM_OBJECTIVE, mask_id=MASK, context=caduceus_context(source),
+                     track="dna", output_ids=BASE_IDS)
+    weights = import_caduceus(state, source, COMPLEMENT_MAP).state_dict()
+    return PublishedModel(spec, weights, "Caduceus-PS" if backbone["rcps"] else "Caduceus-Ph",
+                          CADUCEUS_CAVEAT.format(source=source))
+
+
+def caduceus_context(source: str) -> int:
+    """The window a published Caduceus was trained on, from its name (caduceus-ps_seqlen-131k_... is 131,072)."""
+    found = re.search(r"seqlen-(\d+)(k?)", source)
+    return int(found.group(1)) * (1024 if found.group(2) else 1) if found else CADUCEUS_DEFAULT_CONTEXT

@@ -1,0 +1,23 @@
+"""Where a checkpoint comes from: a local path, or `hf:owner/repo` on the Hugging Face hub (torch-free, so commands
+can check a source before they load anything)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+HF_PREFIX = "hf:"
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"  # what a run folder is read through
+
+
+def is_hub_name(source: str | Path) -> bool:
+    return str(source).startswith(HF_PREFIX)
+
+
+def local_checkpoint(source: str | Path) -> Path:
+    """The file a local source names: a run folder's checkpoints/last.ckpt, or the file itself."""
+    path = Path(source)
+    if path.is_dir():
+        path = path / LAST_CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}; train one with `mdlm-bio train demo` or pass a .ckpt file")
+    return path
