@@ -7,9 +7,11 @@ family, rather than borrowed from a training preset.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from torch import Tensor
@@ -77,6 +79,9 @@ def _caduceus(state: Mapping[str, Tensor], source: str) -> PublishedModel:
 
 
 def caduceus_context(source: str) -> int:
-    """The window a published Caduceus was trained on, from its name (caduceus-ps_seqlen-131k_... is 131,072)."""
-    found = re.search(r"seqlen-(\d+)(k?)", source)
-    return int(found.group(1)) * (1024 if found.group(2) else 1) if found else CADUCEUS_DEFAULT_CONTEXT
+    """The window a published Caduceus was trained on, from its name: `seqlen-131k` is 2^17 = 131,072 and
+    `seqlen-1k` 1,024 (a thousands figure is the power of two it rounds), `seqlen-4096` 4,096."""
+    found = re.search(r"seqlen-(\d+)(k?)", Path(source).name)
+    if not found:
+        return CADUCEUS_DEFAULT_CONTEXT
+    return 2 ** round(math.log2(int(found.group(1)) * 1000)) if found.group(2) else int(found.group(1))
