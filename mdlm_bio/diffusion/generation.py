@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from .denoiser import Denoiser, SampleOutput
+from .process import make_generator
 from .sampler import Sampler
 from .samplers import semi_autoregressive_sample
 from .schedules import NoiseSchedule
@@ -42,7 +43,7 @@ def generate(
         raise ValueError(f"num and length must be positive; got num={num}, length={length}")
     if context < 2:
         raise ValueError(f"context must be at least 2; got {context}")
-    generator = torch.Generator(device=device).manual_seed(seed)
+    generator = make_generator(seed, device)
 
     def sample_block(z_init: Tensor) -> SampleOutput:
         return sampler.sample(denoiser, z_init, schedule, mask_id, generator)
@@ -76,7 +77,7 @@ def infill(
     """
     if fill.shape != tokens.shape or tokens.dim() != 1:
         raise ValueError(f"tokens and fill must be 1-D of one shape; got {tuple(tokens.shape)} and {tuple(fill.shape)}")
-    generator = torch.Generator(device=tokens.device).manual_seed(seed)
+    generator = make_generator(seed, tokens.device)
     current = torch.where(fill, torch.full_like(tokens, mask_id, dtype=torch.long), tokens.long())
     length, calls, rows = current.numel(), 0, 0
     while True:

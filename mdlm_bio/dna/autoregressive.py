@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ..diffusion.denoiser import CausalNetwork, SampleOutput
 from ..diffusion.generation import in_batches
+from ..diffusion.process import make_generator
 from ..diffusion.samplers import autoregressive_sample
 from ..likelihood import Nll
 from .tokenizer import BASE_IDS, N
@@ -36,7 +37,7 @@ def sample_autoregressive(network: CausalNetwork, *, num: int, length: int, cont
                           progress: Callable[[int], None] | None = None) -> SampleOutput:
     """`num` sequences of `length` tokens, left to right with float64 draws, continuing `prompt` (1-D, kept as
     the start of every sequence) or a uniformly drawn first base."""
-    generator = torch.Generator(device=device).manual_seed(seed)
+    generator = make_generator(seed, device)
     bases = torch.tensor(BASE_IDS, device=device)
     slide = windowed(network, context)
 

@@ -13,6 +13,7 @@ import torch
 
 from ..diffusion.denoiser import Denoiser
 from ..diffusion.engine import MaskedDiffusion
+from ..diffusion.process import make_generator
 from ..likelihood import Nll
 from .tokenizer import N
 
@@ -34,7 +35,7 @@ def score_sequence(
     """
     if mc < 1:
         raise ValueError(f"mc must be a positive number of Monte-Carlo samples; got {mc}")
-    generator = torch.Generator(device=device).manual_seed(seed)
+    generator = make_generator(seed, device)
     all_tokens = torch.as_tensor(tokens, dtype=torch.long, device=device)
     total = 0.0
     for begin in range(0, all_tokens.numel(), context):

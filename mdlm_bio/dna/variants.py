@@ -22,7 +22,7 @@ from torch import Tensor
 
 from ..diffusion.denoiser import CausalNetwork, Denoiser
 from ..diffusion.engine import MaskedDiffusion
-from ..diffusion.process import position_draws
+from ..diffusion.process import make_generator, position_draws
 from ..likelihood import Estimate
 from .autoregressive import score_autoregressive
 from .strands import other_strand
@@ -74,7 +74,7 @@ def paired_nelbo_draws(engine: MaskedDiffusion, denoiser: Denoiser, ref: Tensor,
                         seed: int) -> Tensor:
     """Per-draw NELBO differences [mc]; the windows share a prefix (aligned from the start) and `right` bases at
     the end (aligned from the end), which get the same uniforms."""
-    generator = torch.Generator(device=ref.device).manual_seed(seed)
+    generator = make_generator(seed, ref.device)
     t = engine.draw_times(mc, generator, ref.device)
     longest = max(ref.numel(), alt.numel())
     draws = position_draws((mc, longest), generator, ref.device)

@@ -33,11 +33,11 @@ from ..dna.benchmarks import (
 from ..dna.tokenizer import BASE_IDS, COMPLEMENT_MAP
 from ..models import load_model
 from ..training.callbacks import StopOnNonFinite
-from ..training.checkpoint_io import AtomicCheckpointIO
 from ..training.classifier import SequenceClassifier
 from ..training.config import load_config, save_config, to_plain
 from ..training.data.labelled import LabelledDataModule
 from ..training.limits import check_training_memory
+from ..training.trainer import build_trainer
 from .benchmark_table import SeedResult, write_results
 
 BEST_CHECKPOINT = "best.ckpt"
@@ -102,16 +102,8 @@ def finetune_one(
     checkpoints = run_dir / "checkpoints"
     shutil.rmtree(checkpoints, ignore_errors=True)  # left by an interrupted attempt at this seed: start over
     best = ModelCheckpoint(dirpath=checkpoints, filename=BEST_CHECKPOINT.removesuffix(".ckpt"), monitor="val/acc", mode="max")
-    trainer = L.Trainer(
-        **plain["trainer"],
-        max_epochs=config.epochs,
-        default_root_dir=run_dir,
-        callbacks=[best, StopOnNonFinite()],
-        logger=CSVLogger(run_dir, name="logs"),
-        plugins=[AtomicCheckpointIO()],
-        gradient_clip_val=config.optim.grad_clip,
-        enable_model_summary=False,
-    )
+    trainer = build_trainer(plain["trainer"], run_dir, [best, StopOnNonFinite()], [CSVLogger(run_dir, name="logs")],
+                            config.optim.grad_clip, max_epochs=config.epochs)
     if not ignore_memory_limit:
         check_training_memory(
             module, trainer, config.data.batch_size, max_length_of(config, dataset),

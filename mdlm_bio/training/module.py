@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..diffusion.process import make_generator
 from ..models.checkpoint_format import CHECKPOINT_FORMAT
 from ..models.network import LanguageModel
 from ..models.spec import ModelSpec
@@ -21,7 +22,7 @@ LN2 = math.log(2.0)
 def seeded_generator(entropy: list[int], device: torch.device | str = "cpu") -> torch.Generator:
     """A generator seeded from a few integers (run seed, step, ...) through SeedSequence, which mixes them."""
     seed = np.random.SeedSequence(entropy).generate_state(1)[0]
-    return torch.Generator(device=device).manual_seed(int(seed))
+    return make_generator(int(seed), device)
 
 
 def lr_factor(step: int, warmup: int, total: int, decay: str, min_ratio: float) -> float:
@@ -76,7 +77,7 @@ class DiffusionLM(LanguageModel, L.LightningModule):
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         # Fixed noise per batch, so validation curves move only when the model does.
-        generator = torch.Generator(device=batch["tokens"].device).manual_seed(batch_idx)
+        generator = make_generator(batch_idx, batch["tokens"].device)
         labels = batch.get("labels") if self.num_classes else None
         out = self.objective(batch["tokens"], batch.get("attention_mask"), generator, labels)
         weight = int(out.num_tokens)

@@ -8,21 +8,21 @@ import warnings
 from pathlib import Path
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from omegaconf import DictConfig
 
+from ..diffusion.process import make_generator
 from ..models.checkpoint_format import model_spec_of, read_checkpoint
 from ..models.spec import ModelSpec
 from ..sources import LAST_CHECKPOINT
 from .callbacks import EMA, StopOnNonFinite, TrainingDiverged, ValidationLog
-from .checkpoint_io import AtomicCheckpointIO
 from .config import save_config, to_plain
 from .data.builder import build_training_data
 from .limits import check_training_memory
 from .module import DiffusionLM
 from .settings import RunSettings, TrainingSettings, Vocabulary, resolve_backbone, run_settings
+from .trainer import build_trainer
 
 
 class RunMismatchError(ValueError):
@@ -98,17 +98,10 @@ def train(config: DictConfig, ignore_memory_limit: bool = False) -> ValidationLo
     ]
     if settings.optim.ema is not None:
         callbacks.append(EMA(settings.optim.ema))
-    trainer = L.Trainer(
-        **plain["trainer"],
-        default_root_dir=run_dir,
-        callbacks=callbacks,
-        logger=[CSVLogger(run_dir, name="logs", version=version), TensorBoardLogger(run_dir, name="logs", version=version)],
-        plugins=[AtomicCheckpointIO()],
-        gradient_clip_val=settings.optim.grad_clip,
-        enable_model_summary=False,
-    )
+    loggers = [CSVLogger(run_dir, name="logs", version=version), TensorBoardLogger(run_dir, name="logs", version=version)]
+    trainer = build_trainer(plain["trainer"], run_dir, callbacks, loggers, settings.optim.grad_clip)
     if not ignore_memory_limit:
-        generator = torch.Generator(trainer.strategy.root_device).manual_seed(0)
+        generator = make_generator(0, trainer.strategy.root_device)
         check_training_memory(module, trainer, settings.data.batch_size, settings.data.window,
                               lambda probe: module.objective(probe, None, generator).loss,
                               token=int(module.output_allowed.nonzero()[0]), extra_copies=int(settings.optim.ema is not None),

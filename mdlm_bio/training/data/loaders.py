@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ...diffusion.process import make_generator
+
 
 def batch_loader(dataset: Dataset, batch_size: int, collate_fn: Callable | None, shuffle_seed: int | None,
                  num_workers: int = 0) -> DataLoader:
@@ -16,7 +18,7 @@ def batch_loader(dataset: Dataset, batch_size: int, collate_fn: Callable | None,
         dataset,
         batch_size=batch_size,
         shuffle=shuffle_seed is not None,
-        generator=None if shuffle_seed is None else torch.Generator().manual_seed(shuffle_seed),
+        generator=None if shuffle_seed is None else make_generator(shuffle_seed, "cpu"),
         collate_fn=collate_fn,
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available(),
