@@ -58,8 +58,8 @@ def evaluate_guidance(
     length: int,
     out_dir: Path,
     batch_size: int,
-    seed: int = 0,
-    data_dir: Path | None = None,
+    seed: int,
+    data_dir: Path | None,
     max_reference: int = 2000,
 ) -> dict[str, Any]:
     """Sample `num` sequences per (class, weight); write FASTA, reports, summary.json and summary.md."""

@@ -15,6 +15,7 @@ import datasets
 import torch
 from tqdm import tqdm
 
+from ..diffusion.process import make_generator
 from ..io import write_json_and_markdown
 from ..likelihood import Nll
 from ..models.handle import Model
@@ -40,11 +41,11 @@ class CorpusPerplexity:
 
 @torch.no_grad()
 def corpus_nll(model: Model, blocks: datasets.Dataset, batch_size: int, mc: int, seed: int,
-               discrete_steps: int | None = None) -> Nll:
+               discrete_steps: int | None) -> Nll:
     """The summed NELBO or NLL over every block, `mc` noise draws per block for diffusion; the NELBO in
     continuous time, or in `discrete_steps` steps."""
     loader = block_loader(blocks, batch_size, model.mask_id)
-    generator = torch.Generator(device=model.device).manual_seed(seed)
+    generator = make_generator(seed, model.device)
     total, count = 0.0, 0
     for batch in tqdm(loader, desc="scoring", unit="batch", leave=False):
         nats, tokens = model.nll(batch["tokens"].to(model.device), batch["attention_mask"].to(model.device), generator,
@@ -61,18 +62,18 @@ def evaluate_corpora(
     mode: str,
     block: int,
     cache_dir: Path,
-    text_files: Mapping[str, Sequence[str]] | None = None,
-    batch_size: int = 8,
-    mc: int = 1,
-    discrete_steps: int | None = None,
-    seed: int = 0,
+    text_files: Mapping[str, Sequence[str]],
+    batch_size: int,
+    mc: int,
+    discrete_steps: int | None,
+    seed: int,
 ) -> list[CorpusPerplexity]:
     """Perplexity of each corpus's evaluation split (the split MDLM reports), tokenized as the model was trained."""
     text_tokenizer = load_tokenizer(tokenizer)
     results = []
     for name in corpora:
         corpus = get_corpus(name)
-        files = (text_files or {}).get(name)
+        files = text_files.get(name)
         blocks = tokenized_blocks(corpus, corpus.eval_split, text_tokenizer, mode=mode, block=block,  # type: ignore[arg-type]
                                   cache_dir=cache_dir, text_files=files)
         results.append(CorpusPerplexity(name, corpus.eval_split, len(blocks), corpus_nll(model, blocks, batch_size, mc,
