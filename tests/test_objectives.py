@@ -188,7 +188,7 @@ def test_mask_id_outside_the_vocabulary_is_rejected(mask_id):
 def test_mismatched_loss_arguments_are_rejected():
     tokens = torch.zeros(2, 5, dtype=torch.long)
     logits = torch.randn(2, 5, 4)
-    with pytest.raises(ValueError, match=r"weights must have shape \[batch\] = \(2,\); got \(1,\)"):
+    with pytest.raises(ValueError, match=r"weights must have shape \[batch\] = \(2,\) or the tokens. \(2, 5\); got \(1,\)"):
         masked_diffusion_loss(logits, tokens, tokens, torch.ones(1), 3)
     with pytest.raises(ValueError, match=r"z_t shape \(2, 4\) differs from tokens shape \(2, 5\)"):
         masked_diffusion_loss(logits, tokens, tokens[:, :4], torch.ones(2), 3)

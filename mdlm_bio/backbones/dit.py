@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .block_attention import AttentionView, block_diffusion_mask, block_diffusion_positions
 from .kernels import flash_attention_kernel, kernels_apply
 
 FREQUENCY_DIM = 256
@@ -54,9 +55,11 @@ class Rotary(nn.Module):
         super().__init__()
         self.register_buffer("inv_freq", 1.0 / base ** (torch.arange(0, head_dim, 2).float() / head_dim))
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x: [B, heads, L, head_dim]."""
-        angles = torch.arange(x.shape[-2], device=x.device, dtype=torch.float32)[:, None] * self.inv_freq[None]
+    def forward(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
+        """x: [B, heads, L, head_dim], at `positions` [L] (default 0..L-1)."""
+        if positions is None:
+            positions = torch.arange(x.shape[-2], device=x.device)
+        angles = positions.to(torch.float32)[:, None] * self.inv_freq[None]
         cos, sin = torch.cos(angles).repeat(1, 2), torch.sin(angles).repeat(1, 2)
         x32 = x.float()
         first, second = x32.chunk(2, dim=-1)
@@ -70,14 +73,18 @@ def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
 HALF_PRECISION = (torch.float16, torch.bfloat16)
 
 
-def attention(qkv: Tensor, rotary: Rotary, causal: bool) -> Tensor:
-    """qkv [B, L, 3, heads, d] -> [B, L, heads * d]: rotary on q and k, then attention over every position.
+def attention(qkv: Tensor, rotary: Rotary, causal: bool, view: AttentionView | None = None, layer: int = 0) -> Tensor:
+    """qkv [B, L, 3, heads, d] -> [B, L, heads * d]: rotary on q and k, then attention over every position, or
+    over what `view` allows (block diffusion's mask, cached keys and values; see block_attention.py).
 
-    flash-attn for half precision where kernels apply, called as MDLM calls it: packed qkv with one
-    cumulative-length entry per row (padding tokens are attended to, as in MDLM); SDPA otherwise.
+    flash-attn for half precision where kernels apply and every position attends every other, called as MDLM
+    calls it: packed qkv with one cumulative-length entry per row (padding tokens are attended to, as in MDLM);
+    SDPA otherwise.
     """
     batch, length, _, heads, head_dim = qkv.shape
     q, k, v = qkv.permute(2, 0, 3, 1, 4)
+    if view is not None:
+        return _viewed_attention(q, k, v, rotary, view, layer).transpose(1, 2).reshape(batch, length, heads * head_dim)
     q, k = rotary(q), rotary(k)
     flash = flash_attention_kernel() if kernels_apply(qkv) and qkv.dtype in HALF_PRECISION else None
     if flash is not None:
@@ -86,6 +93,22 @@ def attention(qkv: Tensor, rotary: Rotary, causal: bool) -> Tensor:
         return flash(packed, row_starts, length, causal=causal).reshape(batch, length, heads * head_dim)
     out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
     return out.transpose(1, 2).reshape(batch, length, heads * head_dim)
+
+
+def _viewed_attention(q: Tensor, k: Tensor, v: Tensor, rotary: Rotary, view: AttentionView, layer: int) -> Tensor:
+    """SDPA over the cached keys and values and this pass's, under the view's mask; this pass's keys and values
+    join the cache when the view says so. The cache keeps keys before rotary: a window that slides past the
+    context re-bases every position, and rotary attention depends on position differences alone."""
+    past = None if view.cache is None else view.cache.past(layer)
+    keys, values = (k, v) if past is None else (torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2))
+    if view.extend:
+        view.cache.append(layer, k, v)
+    cached = keys.shape[2] - q.shape[2]
+    query_positions = view.positions if view.positions is not None else torch.arange(cached, keys.shape[2],
+                                                                                      device=q.device)
+    key_positions = torch.cat([torch.arange(cached, device=q.device), query_positions])
+    return F.scaled_dot_product_attention(rotary(q, query_positions), rotary(keys, key_positions), values,
+                                          attn_mask=view.mask)
 
 
 class TokenEmbedding(nn.Module):
@@ -121,11 +144,12 @@ class DiTBlock(nn.Module):
         nn.init.zeros_(self.adaLN_modulation.weight)
         nn.init.zeros_(self.adaLN_modulation.bias)
 
-    def forward(self, x: Tensor, cond: Tensor, rotary: Rotary) -> Tensor:
+    def forward(self, x: Tensor, cond: Tensor, rotary: Rotary, view: AttentionView | None = None, layer: int = 0) -> Tensor:
         batch, length, hidden = x.shape
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(cond)[:, None].chunk(6, dim=2)
         qkv = self.attn_qkv(modulate(self.norm1(x), shift_msa, scale_msa))
-        out = attention(qkv.view(batch, length, 3, self.n_heads, hidden // self.n_heads), rotary, self.causal)
+        out = attention(qkv.view(batch, length, 3, self.n_heads, hidden // self.n_heads), rotary, self.causal, view,
+                        layer)
         x = x + gate_msa * self.dropout(self.attn_out(out))
         return x + gate_mlp * self.dropout(self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp)))
 
@@ -177,21 +201,44 @@ class DiT(nn.Module):
         self.blocks = nn.ModuleList(DiTBlock(hidden_size, n_heads, cond_dim, dropout, causal) for _ in range(n_blocks))
         self.output_layer = FinalLayer(hidden_size, vocab_size, cond_dim)
 
-    def features(self, tokens: Tensor, t: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Final hidden states [B, L, H] and the conditioning vector [B, C]."""
+    def features(self, tokens: Tensor, t: Tensor | None = None, view: AttentionView | None = None) -> tuple[Tensor, Tensor]:
+        """Final hidden states [B, L, H] and the conditioning vector [B, C]; `view`: what attention sees besides
+        the tokens themselves (block_attention.py)."""
         if t is None or not self.time_conditioning:
             t = torch.zeros(tokens.shape[0], device=tokens.device)
         cond = F.silu(self.sigma_map(t))
         x = self.vocab_embed(tokens)
-        for block in self.blocks:
-            x = block(x, cond, self.rotary_emb)
+        for layer, block in enumerate(self.blocks):
+            x = block(x, cond, self.rotary_emb, view, layer)
         return x, cond
 
     def forward(self, tokens: Tensor, t: Tensor | None = None) -> Tensor:
         return self.output_layer(*self.features(tokens, t))
 
-    def logits_at(self, tokens: Tensor, t: Tensor | None, positions: tuple[Tensor, Tensor]) -> Tensor:
+    def logits_at(self, tokens: Tensor, t: Tensor | None, positions: tuple[Tensor, Tensor],
+                  view: AttentionView | None = None) -> Tensor:
         """Logits [N, V] at N (row, column) positions only: the output layer, the largest matmul with a big
-        vocabulary, runs where a loss needs it (training's masked positions)."""
-        x, cond = self.features(tokens, t)
+        vocabulary, runs where a loss or a sampler reads it."""
+        x, cond = self.features(tokens, t, view)
+        return self.output_layer(x[positions], cond, rows=positions[0])
+
+    def block_features(self, noisy: Tensor, clean: Tensor, block_size: int) -> tuple[Tensor, Tensor]:
+        """Block diffusion's one-pass training input [x_t, x_0] under its mask: the noisy half's hidden states
+        [B, L, H] and the conditioning vector (time conditioning is per sequence, so block diffusion runs without
+        it, as BD3-LM does)."""
+        if self.time_conditioning:
+            raise ValueError("block diffusion gives every block its own time; this DiT conditions on one time per "
+                             "sequence (time_conditioning: true); build it with time_conditioning: false")
+        length = noisy.shape[1]
+        view = AttentionView(block_diffusion_positions(length, noisy.device),
+                             block_diffusion_mask(length, block_size, noisy.device))
+        x, cond = self.features(torch.cat([noisy, clean], dim=1), None, view)
+        return x[:, :length], cond
+
+    def block_logits(self, noisy: Tensor, clean: Tensor, block_size: int,
+                     positions: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """Logits of the noisy half of [x_t, x_0]: [B, L, V], or [N, V] at N positions of it."""
+        x, cond = self.block_features(noisy, clean, block_size)
+        if positions is None:
+            return self.output_layer(x, cond)
         return self.output_layer(x[positions], cond, rows=positions[0])

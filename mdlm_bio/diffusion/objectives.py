@@ -148,8 +148,9 @@ def masked_diffusion_loss(
         check_tokens(tokens)
         if z_t.shape != tokens.shape:
             raise ValueError(f"z_t shape {tuple(z_t.shape)} differs from tokens shape {tuple(tokens.shape)}")
-        if weights.shape != tokens.shape[:1]:
-            raise ValueError(f"weights must have shape [batch] = {tuple(tokens.shape[:1])}; got {tuple(weights.shape)}")
+        if weights.shape not in (tokens.shape[:1], tokens.shape):
+            raise ValueError(f"weights must have shape [batch] = {tuple(tokens.shape[:1])} or the tokens' "
+                             f"{tuple(tokens.shape)}; got {tuple(weights.shape)}")
         check_logits(logits, z_t)
         check_mask_id(mask_id, logits.shape[-1])
     log_probs = _subs_log_probs(logits, z_t, mask_id)
@@ -157,8 +158,14 @@ def masked_diffusion_loss(
     masked = (z_t == mask_id) & valid
     token_log_prob = log_probs.gather(-1, tokens[..., None].long()).squeeze(-1)
     cross_entropy = torch.where(masked, -token_log_prob, torch.zeros_like(token_log_prob))
-    token_loss = cross_entropy * weights.to(cross_entropy.dtype)[:, None]
+    token_loss = cross_entropy * per_position(weights).to(cross_entropy.dtype)
     return LossOutput(token_loss=token_loss, num_tokens=valid.sum())
+
+
+def per_position(weights: Tensor) -> Tensor:
+    """Loss weights [B] (one time per sequence) or [B, L] (one per position, as block diffusion has) as [B, L]
+    or broadcastable to it."""
+    return weights[:, None] if weights.dim() == 1 else weights
 
 
 def masked_position_loss(logits: Tensor, tokens: Tensor, positions: tuple[Tensor, Tensor], weights: Tensor,
@@ -168,8 +175,9 @@ def masked_position_loss(logits: Tensor, tokens: Tensor, positions: tuple[Tensor
     rows, columns = positions
     log_probs = subs_at_masked(logits, mask_id)
     cross_entropy = -log_probs.gather(-1, tokens[rows, columns, None].long()).squeeze(-1)
+    weight = weights[rows] if weights.dim() == 1 else weights[rows, columns]
     token_loss = torch.zeros(tokens.shape, dtype=log_probs.dtype, device=tokens.device).index_put(
-        (rows, columns), cross_entropy * weights.to(log_probs.dtype)[rows])
+        (rows, columns), cross_entropy * weight.to(log_probs.dtype))
     return LossOutput(token_loss=token_loss, num_tokens=valid.sum())
 
 

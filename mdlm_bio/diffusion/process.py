@@ -92,6 +92,8 @@ def position_draws(shape: torch.Size | tuple[int, ...], generator: torch.Generat
 
 
 def mask_where(tokens: Tensor, draws: Tensor, alpha_t: Tensor, mask_id: int) -> Tensor:
-    """z_t given the per-position uniforms: a position is masked where its draw is at least alpha_t."""
-    masked = draws >= alpha_t.to(torch.float64)[:, None]
+    """z_t given the per-position uniforms: a position is masked where its draw is at least alpha_t (one level per
+    sequence [B], or per position [B, L])."""
+    alpha = alpha_t.to(torch.float64)
+    masked = draws >= (alpha[:, None] if alpha.dim() == 1 else alpha)
     return torch.where(masked, torch.full_like(tokens, mask_id), tokens)

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..backbones import build_backbone
+from ..diffusion.block_diffusion import BlockDiffusion
 from ..diffusion.denoiser import Denoiser, PositionalDenoiser, PositionLogits, Positions
 from ..diffusion.engine import MaskedDiffusion
 from ..diffusion.objectives import LossOutput, autoregressive_loss
@@ -44,7 +45,10 @@ class LanguageModel(nn.Module):
         # context but not targets.
         self.register_buffer("output_allowed", allowed, persistent=False)
         self.is_autoregressive = spec.objective.kind == "ar"
-        self.engine: MaskedDiffusion = spec.objective.engine(spec.mask_id)
+        self.engine: MaskedDiffusion | BlockDiffusion = spec.objective.engine(spec.mask_id)
+        if isinstance(self.engine, BlockDiffusion) and not hasattr(self.backbone, "block_logits"):
+            raise ValueError(f"block diffusion needs a backbone that reads [x_t, x_0] under the block mask (dit), "
+                             f"not {spec.backbone['architecture']}")
 
     def inference_memory(self, batch: int, length: int, outputs: int = 0) -> MemoryEstimate:
         """Network calls at [batch, length] without gradients (sampling, scoring), measured on a probe and
@@ -164,17 +168,31 @@ class LanguageModel(nn.Module):
         generator: torch.Generator | None = None,
         labels: Tensor | None = None,
         engine: MaskedDiffusion | None = None,
+        clipped: bool = False,
     ) -> LossOutput:
         """The loss over positions whose token the model can emit (for DNA: bases, not N or padding).
-        `engine` overrides the training one, e.g. a discrete-T copy for evaluation."""
+        `engine` overrides the training one, e.g. a discrete-T copy for evaluation; `clipped`: block diffusion's
+        training objective on its clipped schedule instead of the NELBO."""
         emittable = self.output_allowed[tokens]
         attention_mask = emittable if attention_mask is None else attention_mask.bool() & emittable
+        if isinstance(self.engine, BlockDiffusion):
+            return self.engine.loss(self.block_network, tokens, attention_mask, generator, self.block_network_at,
+                                    clipped=clipped)
         if self.is_autoregressive:
             extra = {} if labels is None else {"labels": labels}
             return autoregressive_loss(self.restrict(self.backbone(tokens, None, **extra)), tokens, attention_mask)
         denoiser = self.denoiser if labels is None else (lambda z_t, t: self.denoiser(z_t, t, labels))
         return (engine or self.engine).loss(denoiser, tokens, attention_mask, generator=generator,
                                             logits_at=self.position_logits(labels))
+
+
+    def block_network(self, noisy: Tensor, clean: Tensor, t: Tensor) -> Tensor:
+        """Block diffusion's view of the network: logits of the noisy half of [x_t, x_0] (no time conditioning,
+        so `t` is not read)."""
+        return self.restrict(self.backbone.block_logits(noisy, clean, self.engine.block_size))
+
+    def block_network_at(self, noisy: Tensor, clean: Tensor, t: Tensor, positions: Positions) -> Tensor:
+        return self.restrict(self.backbone.block_logits(noisy, clean, self.engine.block_size, positions))
 
 
 def _row_chunks(z_t: Tensor, t: Tensor):

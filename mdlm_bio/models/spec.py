@@ -14,8 +14,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..backbones.registry import TYPE_NAMES, fits_kind
+from ..diffusion.block_diffusion import BlockDiffusion
 from ..diffusion.engine import MaskedDiffusion
 from ..diffusion.schedules import NoiseSchedule, make_schedule
+
+BLOCK_DIFFUSION = "bd3"
 
 
 class SettingsError(ValueError):
@@ -24,20 +27,27 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class ObjectiveSettings:
-    """`schedule` is {name, **parameters} (a bare name in the YAML means no parameters), e.g. {name: polynomial,
-    k: 3}; the engine builds it with make_schedule."""
+    """`kind`: mdlm (masked diffusion), ar (the autoregressive baseline) or bd3 (block diffusion, with
+    `block_size` tokens per block and, to train on, the clipped schedule `clip` = (beta, omega)). `schedule` is
+    {name, **parameters} (a bare name in the YAML means no parameters), e.g. {name: polynomial, k: 3}; the engine
+    builds it with make_schedule."""
 
     kind: str
     schedule: dict[str, Any]
     sampling_eps: float
     antithetic: bool
     discrete_steps: int | None = None
+    block_size: int | None = None
+    clip: tuple[float, float] | None = None
 
     def noise_schedule(self) -> NoiseSchedule:
         parameters = dict(self.schedule)
         return make_schedule(parameters.pop("name"), **parameters)
 
-    def engine(self, mask_id: int) -> MaskedDiffusion:
+    def engine(self, mask_id: int) -> MaskedDiffusion | BlockDiffusion:
+        if self.kind == BLOCK_DIFFUSION:
+            return BlockDiffusion(self.noise_schedule(), mask_id=mask_id, block_size=self.block_size,
+                                  sampling_eps=self.sampling_eps, antithetic=self.antithetic, clip=self.clip)
         return MaskedDiffusion(self.noise_schedule(), mask_id=mask_id, sampling_eps=self.sampling_eps,
                                antithetic=self.antithetic, discrete_steps=self.discrete_steps)
 

@@ -26,7 +26,7 @@ OPEN_SECTIONS = ("model.overrides", "trainer")
 CHOICES = {
     "train": {
         "data.dataset": ("bundled", "hg38", "fasta", "genomic-benchmarks", "text"),
-        "objective.kind": ("mdlm", "ar"),
+        "objective.kind": ("mdlm", "ar", "bd3"),
         "optim.decay": ("cosine", "constant"),
     },
     "finetune": {"optim.decay": ("cosine", "constant"), "model.conjoin": ("auto", True, False)},
@@ -46,6 +46,7 @@ TEXT_DATA_KEYS = ("corpus", "tokenizer", "wrap", "cache_dir", "num_proc", "train
 NULLABLE_TYPES: dict[str, type] = {
     "objective.discrete_steps": int, "optim.ema": float, "data.windows_per_epoch": int, "data.num_proc": int,
     "data.fasta": str, "data.tokenizer": str, "data.data_dir": str, "data.mirror": str, "init_from": str,
+    "objective.block_size": int, "objective.clip": list,
 }
 
 
@@ -148,6 +149,7 @@ def validate(config: DictConfig, kind: str = "train") -> None:
             "shards them (Lightning's WeightAveraging does not support sharded models): set optim.ema=null, "
             "or use trainer.strategy=ddp"
         )
+    _validate_block_diffusion(config.objective, config.data.window)
     if config.data.dataset == "fasta" and not config.data.fasta:
         raise ConfigError("data.dataset=fasta needs data.fasta=PATH")
     required = {"genomic-benchmarks": (LABELLED_DATA_KEYS, "conditional"), "text": (TEXT_DATA_KEYS, "owt")}
@@ -161,6 +163,23 @@ def validate(config: DictConfig, kind: str = "train") -> None:
     if config.data.dataset == "genomic-benchmarks":
         if not 0.0 <= config.data.label_dropout < 1.0:
             raise ConfigError(f"data.label_dropout must lie in [0, 1), not {config.data.label_dropout!r}")
+
+
+def _validate_block_diffusion(objective: DictConfig, window: int) -> None:
+    """Block diffusion needs a block size that divides the window; only it takes a block size or a clip."""
+    block, clip = objective.get("block_size"), objective.get("clip")
+    if objective.kind != "bd3":
+        if block is not None or clip is not None:
+            raise ConfigError(f"objective.block_size and objective.clip are block diffusion's (objective.kind=bd3), "
+                              f"not {objective.kind}'s")
+        return
+    if not isinstance(block, int) or block < 1 or window % block:
+        raise ConfigError(f"objective.kind=bd3 needs objective.block_size, a positive integer that divides "
+                          f"data.window={window}; got {block!r}")
+    if objective.discrete_steps is not None:
+        raise ConfigError("objective.discrete_steps: block diffusion trains and reports its NELBO in continuous time")
+    if clip is not None and (len(clip) != 2 or not 0.0 <= clip[0] < clip[1] <= 1.0):
+        raise ConfigError(f"objective.clip must be [beta, omega] with 0 <= beta < omega <= 1; got {list(clip)}")
 
 
 def save_config(config: DictConfig, path: Path) -> None:
