@@ -38,6 +38,7 @@ from bench_variant_scores import bundled_sequences  # noqa: E402
 from harness import write_json  # noqa: E402
 
 from mdlm_bio.diffusion import Sampler, make_sampler  # noqa: E402
+from mdlm_bio.diffusion.stopping import unigram_entropy  # noqa: E402
 from mdlm_bio.dna.autoregressive import score_autoregressive  # noqa: E402
 from mdlm_bio.dna.discriminator import discriminate  # noqa: E402
 from mdlm_bio.dna.genome import BUNDLED_VALID_RECORDS  # noqa: E402
@@ -46,7 +47,6 @@ from mdlm_bio.dna.report import reference_windows  # noqa: E402
 from mdlm_bio.dna.tokenizer import encode  # noqa: E402
 from mdlm_bio.models import load_model  # noqa: E402
 from mdlm_bio.models.handle import Model  # noqa: E402
-from mdlm_bio.text.eval_lm import unigram_entropy  # noqa: E402
 
 BUDGETS = (16, 32, 64, 128, 256)
 REFERENCE_BUDGET = 1024

@@ -11,8 +11,10 @@ from safetensors.torch import save_file
 from test_pretrained import caduceus_state, mdlm_state
 
 from mdlm_bio.diffusion import SAMPLERS, all_masked, make_sampler
+from mdlm_bio.errors import CheckpointError
 from mdlm_bio.models import load_model, network
 from mdlm_bio.models.autoregressive_model import AutoregressiveModel
+from mdlm_bio.models.block_diffusion_model import BlockDiffusionModel
 from mdlm_bio.models.diffusion_model import DiffusionModel
 from mdlm_bio.models.handle import ModelMismatchError
 from mdlm_bio.models.network import LanguageModel
@@ -99,3 +101,16 @@ def test_published_models_state_their_own_objective_context_and_caveat(tmp_path)
     mdlm = load_model(tmp_path / "mdlm.safetensors")
     assert (mdlm.context, mdlm.tokenizer, mdlm.spec.track, mdlm.caveat) == (1024, "gpt2", "text", None)
     assert mdlm.mask_id == mdlm.spec.backbone["vocab_size"] - 1 and not mdlm.spec.backbone["time_conditioning"]
+
+
+def test_a_published_bd3lm_is_a_block_diffusion_model_with_the_block_size_of_its_name(tmp_path):
+    state = {**mdlm_state(), "sampling_eps_min": torch.tensor(0.3), "sampling_eps_max": torch.tensor(0.8)}
+    save_file(state, str(tmp_path / "bd3lm-owt-block_size8.safetensors"))
+    model = load_model(tmp_path / "bd3lm-owt-block_size8.safetensors")
+    assert isinstance(model, BlockDiffusionModel) and model.block_size == 8 and model.context == 1024
+    assert model.spec.objective.clip == pytest.approx((0.3, 0.8)) and model.tokenizer == "gpt2"
+    save_file(state, str(tmp_path / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="a BD3-LM checkpoint, but its block size is neither in its name"):
+        load_model(tmp_path / "model.safetensors")
+    (tmp_path / "config.json").write_text('{"block_size": 16}')
+    assert load_model(tmp_path / "model.safetensors").block_size == 16

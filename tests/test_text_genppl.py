@@ -16,7 +16,8 @@ from text_runs import run_launcher, tiny_text_run
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 from mdlm_bio.cli import main
-from mdlm_bio.text.eval_lm import decode_samples, generative_nll, load_eval_lm, scored_positions, unigram_entropy
+from mdlm_bio.diffusion.stopping import unigram_entropy
+from mdlm_bio.text.eval_lm import decode_samples, generative_nll, load_eval_lm, scored_positions
 from mdlm_bio.text.tokenizer import load_tokenizer
 
 

@@ -27,6 +27,13 @@ def block_diffusion_mask(length: int, block_size: int, device: torch.device | st
     return torch.cat([torch.cat([noisy_to_noisy, noisy_to_clean], dim=1), torch.cat([never, clean_to_clean], dim=1)])
 
 
+def block_causal_mask(length: int, block_size: int, device: torch.device | str = "cpu") -> Tensor:
+    """[L, L] bool: a token attends the tokens of its own block and of the blocks before it (the clean half's
+    view; over [clean prefix, noisy block] it is also what the noisy block sees)."""
+    block = torch.arange(length, device=device) // block_size
+    return block[None, :] <= block[:, None]
+
+
 def block_diffusion_positions(length: int, device: torch.device | str = "cpu") -> Tensor:
     """Positions 0..L-1 for both halves of [x_t, x_0]: a noisy token and its clean twin share a position."""
     positions = torch.arange(length, device=device)
@@ -47,6 +54,15 @@ class KeyValueCache:
 
     def past(self, layer: int) -> tuple[Tensor, Tensor] | None:
         return (self.keys[layer], self.values[layer]) if layer < len(self.keys) else None
+
+    def rows(self, rows: Tensor) -> KeyValueCache:
+        """The cache of some rows of the batch (a copy)."""
+        return KeyValueCache([keys[rows] for keys in self.keys], [values[rows] for values in self.values])
+
+    def keep_last(self, count: int) -> None:
+        """Forget all but the last `count` cached tokens (a window sliding past the context)."""
+        self.keys = [keys[:, :, keys.shape[2] - count :] for keys in self.keys]
+        self.values = [values[:, :, values.shape[2] - count :] for values in self.values]
 
     def append(self, layer: int, keys: Tensor, values: Tensor) -> None:
         if layer < len(self.keys):

@@ -12,7 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .block_attention import AttentionView, block_diffusion_mask, block_diffusion_positions
+from .block_attention import (
+    AttentionView,
+    KeyValueCache,
+    block_causal_mask,
+    block_diffusion_mask,
+    block_diffusion_positions,
+)
 from .kernels import flash_attention_kernel, kernels_apply
 
 FREQUENCY_DIM = 256
@@ -234,6 +240,27 @@ class DiT(nn.Module):
                              block_diffusion_mask(length, block_size, noisy.device))
         x, cond = self.features(torch.cat([noisy, clean], dim=1), None, view)
         return x[:, :length], cond
+
+    def cached_logits(self, block: Tensor, cache: KeyValueCache, positions: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """Logits of a noisy block [B, L'] that attends itself and the clean tokens whose keys and values `cache`
+        holds: [B, L', V], or [N, V] at N positions of the block. What block diffusion's one-pass input gives the
+        block, without the clean half (see block_attention.py)."""
+        x, cond = self.features(block, None, AttentionView(cache=cache))
+        if positions is None:
+            return self.output_layer(x, cond)
+        return self.output_layer(x[positions], cond, rows=positions[0])
+
+    def prefix_logits(self, prefix: Tensor, block: Tensor, block_size: int) -> Tensor:
+        """The logits `cached_logits` gives, computed from the clean prefix itself (blocks aligned at its start),
+        as block diffusion samples without a cache: [B, L', V]."""
+        sequence = torch.cat([prefix, block], dim=1)
+        view = AttentionView(mask=block_causal_mask(sequence.shape[1], block_size, sequence.device))
+        x, cond = self.features(sequence, None, view)
+        return self.output_layer(x[:, prefix.shape[1] :], cond)
+
+    def extend_cache(self, block: Tensor, cache: KeyValueCache) -> None:
+        """Add a finished (clean) block's keys and values to `cache`: one pass, as the clean half computes them."""
+        self.features(block, None, AttentionView(cache=cache, extend=True))
 
     def block_logits(self, noisy: Tensor, clean: Tensor, block_size: int,
                      positions: tuple[Tensor, Tensor] | None = None) -> Tensor:

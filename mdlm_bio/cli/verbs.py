@@ -123,6 +123,10 @@ def sample(parser: argparse.ArgumentParser) -> None:
                         help="class name (or index) for a class-conditional model (mdlm-bio train conditional)")
     parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance weight with --class: "
                         "0 = unconditional, 1 = conditional (default), > 1 = pushed further toward the class")
+    parser.add_argument("--stop-entropy", type=float, default=None, metavar="NATS", help="end a sequence where the "
+                        "unigram entropy of its last --stop-window bases falls below NATS (at most 1.39 for DNA), "
+                        "cutting those bases; a block diffusion model stops generating there (default: off)")
+    parser.add_argument("--stop-window", type=positive_int, default=256, help="bases --stop-entropy reads (default: 256)")
     parser.add_argument("--out", type=Path, default=Path("generated.fa"), help="FASTA file (default: generated.fa)")
     add_memory_option(parser)
 

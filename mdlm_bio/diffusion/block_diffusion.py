@@ -51,10 +51,8 @@ class BlockDiffusion:
             raise ValueError(f"the clipped schedule needs 0 <= beta < omega <= 1; got {self.clip}")
 
     def blocks(self, length: int) -> int:
-        if length % self.block_size:
-            raise ValueError(f"a sequence of {length} tokens does not split into blocks of {self.block_size}; "
-                             f"pick a block size that divides the context")
-        return length // self.block_size
+        """Blocks of a sequence of `length` tokens; the last may be shorter (a record's last window)."""
+        return -(-length // self.block_size)
 
     def draw_times(self, batch_size: int, blocks: int, generator: torch.Generator | None,
                    device: torch.device | str, clipped: bool = False) -> Tensor:
@@ -92,6 +90,10 @@ class BlockDiffusion:
         positions = ((z_t == self.mask_id) & valid).nonzero(as_tuple=True)
         return masked_position_loss(logits_at(z_t, tokens, t, positions), tokens, positions, weights, self.mask_id,
                                     valid)
+
+    def noise_level(self, t: Tensor) -> Tensor:
+        """sigma(t), as MaskedDiffusion gives it to time-aware denoisers (block diffusion's network ignores it)."""
+        return self.schedule.total_noise(t, check=False)
 
     def per_token(self, t: Tensor, length: int) -> Tensor:
         """Block times [B, blocks] -> each position's time [B, L]."""

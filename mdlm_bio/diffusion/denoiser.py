@@ -25,13 +25,22 @@ CausalNetwork = Callable[[Tensor], Tensor]  # tokens [B, l] -> logits [B, l, V],
 
 @dataclass(frozen=True)
 class PositionalDenoiser:
-    """A denoiser together with its positions-only form; called like the plain one."""
+    """A denoiser together with its positions-only form; called like the plain one. A denoiser that holds state
+    per row (block diffusion's cache of the blocks before) also says how to run on some of its rows (`rows`), for
+    samplers that re-run only the rows that changed."""
 
     full: Denoiser
     at: PositionLogits
+    rows: Callable[[Tensor], Denoiser] | None = None
 
     def __call__(self, z_t: Tensor, t: Tensor) -> Tensor:
         return self.full(z_t, t)
+
+
+def for_rows(denoiser: Denoiser, rows: Tensor) -> Denoiser:
+    """The denoiser to call on z[rows]: itself, unless it holds per-row state."""
+    select = getattr(denoiser, "rows", None)
+    return denoiser if select is None else select(rows)
 
 
 def logits_at(denoiser: Denoiser, z_t: Tensor, t: Tensor, positions: Positions) -> Tensor:
@@ -43,11 +52,19 @@ def logits_at(denoiser: Denoiser, z_t: Tensor, t: Tensor, positions: Positions) 
 @dataclass(frozen=True)
 class SampleOutput:
     """Samples, the network calls that made them, and the rows those calls ran (a call on a batch of B rows is B
-    row calls; the cached sampler re-runs only the rows that changed)."""
+    row calls; the cached sampler re-runs only the rows that changed). `lengths` [B]: where each row ends, for
+    samples of variable length (None: every row is whole)."""
 
     tokens: Tensor
     num_calls: int
     row_calls: int
+    lengths: Tensor | None = None
+
+    def rows(self) -> list[Tensor]:
+        """Each sample, cut to its length."""
+        if self.lengths is None:
+            return list(self.tokens)
+        return [row[: int(length)] for row, length in zip(self.tokens, self.lengths)]
 
 
 class CountingDenoiser:
@@ -57,21 +74,26 @@ class CountingDenoiser:
         self.denoiser, self.mask_id, self.calls, self.rows = denoiser, mask_id, 0, 0
 
     def __call__(self, z: Tensor, t: Tensor) -> Tensor:
-        self._count(z)
-        logits = self.denoiser(z, t)
-        check_logits(logits, z)
-        check_mask_id(self.mask_id, logits.shape[-1])
-        return logits
+        return self._checked(self.denoiser, z, t)
 
-    def at(self, z: Tensor, t: Tensor, positions: Positions) -> Tensor:
-        own = getattr(self.denoiser, "at", None)
+    def at(self, z: Tensor, t: Tensor, positions: Positions, rows: Tensor | None = None) -> Tensor:
+        """Logits at `positions` of z; `rows`: which of the sampler's rows z holds (None: all)."""
+        denoiser = self.denoiser if rows is None else for_rows(self.denoiser, rows)
+        own = getattr(denoiser, "at", None)
         if own is None:
-            return self(z, t)[positions]
+            return self._checked(denoiser, z, t)[positions]
         self._count(z)
         logits = own(z, t, positions)
         if logits.dim() != 2 or logits.shape[0] != positions[0].numel():
             raise ValueError(f"logits at {positions[0].numel()} positions must have shape [positions, vocab]; "
                              f"got {tuple(logits.shape)}")
+        check_mask_id(self.mask_id, logits.shape[-1])
+        return logits
+
+    def _checked(self, denoiser: Denoiser, z: Tensor, t: Tensor) -> Tensor:
+        self._count(z)
+        logits = denoiser(z, t)
+        check_logits(logits, z)
         check_mask_id(self.mask_id, logits.shape[-1])
         return logits
 

@@ -95,12 +95,15 @@ def in_batches(draw: Callable[[int], SampleOutput], num: int, batch_size: int,
                progress: Callable[[int], None] | None = None) -> SampleOutput:
     """`draw(batch)` for batches of at most `batch_size` until `num` rows, concatenated on the CPU, with
     the network calls summed: how every sampler is run over many samples."""
-    batches, calls, rows = [], 0, 0
+    batches, lengths, calls, rows = [], [], 0, 0
     for start in range(0, num, batch_size):
         batch = min(batch_size, num - start)
         out = draw(batch)
         batches.append(out.tokens.cpu())
+        lengths.append(out.lengths)
         calls, rows = calls + out.num_calls, rows + out.row_calls
         if progress is not None:
             progress(batch)
-    return SampleOutput(tokens=torch.cat(batches), num_calls=calls, row_calls=rows)
+    whole = any(length is None for length in lengths)
+    return SampleOutput(tokens=torch.cat(batches), num_calls=calls, row_calls=rows,
+                        lengths=None if whole else torch.cat(lengths))

@@ -213,7 +213,7 @@ def ancestral_sample(
 def _refresh(net: CountingDenoiser, cached: Tensor | None, z: Tensor, masked: Tensor, rows: Tensor, t: float) -> Tensor:
     """The cache with `rows` re-run at their masked positions (allocated [B, L, V] on the first call)."""
     sub_rows, columns = masked[rows].nonzero(as_tuple=True)
-    logits = net.at(z[rows], torch.full((len(rows),), t, device=z.device), (sub_rows, columns))
+    logits = net.at(z[rows], torch.full((len(rows),), t, device=z.device), (sub_rows, columns), rows)
     if cached is None:
         cached = logits.new_empty((*z.shape, logits.shape[-1]))
     cached[rows[sub_rows], columns] = logits

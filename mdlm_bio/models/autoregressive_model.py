@@ -15,10 +15,11 @@ from torch import Tensor
 
 from ..diffusion.denoiser import SampleOutput
 from ..diffusion.sampler import Sampler
+from ..diffusion.stopping import StopRule
 from ..dna.autoregressive import sample_autoregressive, score_autoregressive
 from ..dna.variants import nll_difference
 from ..likelihood import Estimate, Nll
-from .handle import Conditioning, Model, ModelMismatchError
+from .handle import Conditioning, Model, ModelMismatchError, cut
 
 
 class AutoregressiveModel(Model):
@@ -35,7 +36,8 @@ class AutoregressiveModel(Model):
     @torch.no_grad()
     def sample(self, sampler: Sampler, *, num: int, length: int, seed: int, batch_size: int,
                prompt: np.ndarray | None = None, start_token: int | None = None,
-               condition: Conditioning = Conditioning(), progress: Callable[[int], None] | None = None) -> SampleOutput:
+               condition: Conditioning = Conditioning(), stop: StopRule | None = None,
+               progress: Callable[[int], None] | None = None) -> SampleOutput:
         """Without a prompt, from `start_token` (kept as the first token) or, without one either, from a first
         token drawn uniformly from those it may emit (a DNA window's first base, which it never learnt to predict)."""
         if condition.label is not None:
@@ -44,9 +46,10 @@ class AutoregressiveModel(Model):
         if prompt is None and start_token is not None:
             prompt = np.array([start_token])
         start = None if prompt is None else torch.as_tensor(np.asarray(prompt, dtype=np.int64))
-        return sample_autoregressive(self.network.causal_network, num=num, length=length, context=self.context,
-                                     prompt=start, top_p=_top_p(sampler), seed=seed, batch_size=batch_size,
-                                     device=self.device, progress=progress)
+        out = sample_autoregressive(self.network.causal_network, num=num, length=length, context=self.context,
+                                    prompt=start, top_p=_top_p(sampler), seed=seed, batch_size=batch_size,
+                                    device=self.device, progress=progress)
+        return cut(out, stop)
 
     def describe_sampling(self, sampler: Sampler) -> str:
         top_p = _top_p(sampler)

@@ -13,10 +13,11 @@ from torch import Tensor
 from ..diffusion.denoiser import SampleOutput
 from ..diffusion.generation import generate, infill
 from ..diffusion.sampler import Sampler
+from ..diffusion.stopping import StopRule
 from ..dna.generate import score_sequence
 from ..dna.variants import nelbo_difference, snv_log_ratios
 from ..likelihood import Estimate, Nll
-from .handle import Conditioning, Model
+from .handle import Conditioning, Model, cut
 
 
 class DiffusionModel(Model):
@@ -41,12 +42,14 @@ class DiffusionModel(Model):
     @torch.no_grad()
     def sample(self, sampler: Sampler, *, num: int, length: int, seed: int, batch_size: int,
                prompt: np.ndarray | None = None, start_token: int | None = None,
-               condition: Conditioning = Conditioning(), progress: Callable[[int], None] | None = None) -> SampleOutput:
+               condition: Conditioning = Conditioning(), stop: StopRule | None = None,
+               progress: Callable[[int], None] | None = None) -> SampleOutput:
         """A diffusion model generates its first token like any other, so `start_token` is not needed."""
-        return generate(self.network.sampling_denoiser(condition.label, condition.weight), self.network.engine.schedule,
-                        sampler, context=self.context, mask_id=self.mask_id, num=num, length=length, seed=seed,
-                        batch_size=batch_size, prompt=None if prompt is None else torch.as_tensor(prompt, dtype=torch.long),
-                        device=self.device, progress=progress)
+        out = generate(self.network.sampling_denoiser(condition.label, condition.weight), self.network.engine.schedule,
+                       sampler, context=self.context, mask_id=self.mask_id, num=num, length=length, seed=seed,
+                       batch_size=batch_size, prompt=None if prompt is None else torch.as_tensor(prompt, dtype=torch.long),
+                       device=self.device, progress=progress)
+        return cut(out, stop)
 
     def describe_sampling(self, sampler: Sampler) -> str:
         return sampler.describe()

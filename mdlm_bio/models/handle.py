@@ -7,6 +7,7 @@ something (an autoregressive model infilling a gap) refuses in its own implement
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from torch import Tensor
 
 from ..diffusion.denoiser import SampleOutput
 from ..diffusion.sampler import Sampler
+from ..diffusion.stopping import StopRule
 from ..errors import CheckpointError
 from ..likelihood import Estimate, Nll
 from ..memory import check_fits
@@ -120,10 +122,13 @@ class Model(ABC):
     @abstractmethod
     def sample(self, sampler: Sampler, *, num: int, length: int, seed: int, batch_size: int,
                prompt: np.ndarray | None = None, start_token: int | None = None,
-               condition: Conditioning = Conditioning(), progress: Callable[[int], None] | None = None) -> SampleOutput:
+               condition: Conditioning = Conditioning(), stop: StopRule | None = None,
+               progress: Callable[[int], None] | None = None) -> SampleOutput:
         """`num` sequences [num, length] on the CPU, continuing the 1-D `prompt` if given; `progress(n)` is told
         of new tokens as they are drawn. `start_token` is the token every training block began with (a text
-        tokenizer's BOS): where a kind needs a first token to condition on, it starts there."""
+        tokenizer's BOS): where a kind needs a first token to condition on, it starts there. `stop` gives the
+        samples variable lengths (`lengths` of the output): a block diffusion model stops generating there, the
+        others cut their whole samples where it says."""
 
     @abstractmethod
     def describe_sampling(self, sampler: Sampler) -> str:
@@ -169,3 +174,8 @@ class Model(ABC):
     @abstractmethod
     def window_method(self) -> str:
         """How `window_log_ratio` scores."""
+
+
+def cut(out: SampleOutput, stop: StopRule | None) -> SampleOutput:
+    """Whole samples with the lengths `stop` gives them (unchanged without a rule)."""
+    return out if stop is None else dataclasses.replace(out, lengths=stop.lengths(out.tokens))

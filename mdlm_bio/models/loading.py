@@ -16,6 +16,7 @@ from ..backbones.pretrained import read_payload, resolve_checkpoint
 from ..errors import CheckpointError, first_line
 from ..sources import is_hub_name, local_checkpoint
 from .autoregressive_model import AutoregressiveModel
+from .block_diffusion_model import BlockDiffusionModel
 from .checkpoint_format import SETTINGS_PREFIX, check_weights, model_spec_of
 from .diffusion_model import DiffusionModel
 from .handle import Model
@@ -23,7 +24,7 @@ from .network import LanguageModel
 from .published import published_model
 from .spec import ModelSpec
 
-KINDS: dict[str, type[Model]] = {"mdlm": DiffusionModel, "ar": AutoregressiveModel}
+KINDS: dict[str, type[Model]] = {"mdlm": DiffusionModel, "ar": AutoregressiveModel, "bd3": BlockDiffusionModel}
 
 
 def locate(source: str | Path) -> Path:
@@ -42,7 +43,7 @@ def load_model(source: str | Path, device: torch.device | str = "cpu", *, truste
         name = (payload.get("mdlm_bio_config") or {}).get("model", {}).get("preset", network.spec.backbone["architecture"])
         model = KINDS[network.spec.objective.kind](network, str(path), name, payload.get("mdlm_bio_config"))
     else:
-        published = published_model(payload.get("state_dict", payload), str(source))
+        published = published_model(payload.get("state_dict", payload), str(source), path)
         network = _network(published.spec, published.backbone_weights, path, backbone_only=True)
         model = KINDS[published.spec.objective.kind](network, str(source), published.name, caveat=published.caveat)
     network.to(device).eval()

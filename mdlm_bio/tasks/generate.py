@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from ..diffusion.sampler import Sampler
+from ..diffusion.stopping import StopRule
 from ..dna.fasta import read_fasta, write_fasta
 from ..dna.regions import n_runs, read_regions, record_lengths
 from ..dna.tokenizer import decode
 from ..io import check_writable
 from .common import load_for
 
+if TYPE_CHECKING:
+    from ..diffusion.denoiser import SampleOutput
+
 
 def sample(
     ckpt: str, *, out: Path, num: int, length: int | None, sampler: Sampler, seed: int, batch_size: int,
-    prompt: Path | None, class_label: str | None, guidance: float | None, device: str, ignore_memory_limit: bool,
+    prompt: Path | None, class_label: str | None, guidance: float | None, stop_entropy: float | None,
+    stop_window: int, device: str, ignore_memory_limit: bool,
 ) -> None:
-    """`num` sequences of `length` bases (None: the model's context; longer ones semi-autoregressively),
-    continuing the first record of `prompt` if given."""
+    """`num` sequences of `length` bases (None: the model's context; longer ones semi-autoregressively, or block
+    by block), continuing the first record of `prompt` if given; `stop_entropy` ends a sequence early where its
+    last `stop_window` bases have less entropy (nats)."""
+    stop = None if stop_entropy is None else StopRule(entropy=stop_entropy, window=stop_window)
     check_writable(out)
     start = next(iter(read_fasta(prompt))).tokens if prompt else None
     model = load_for(ckpt, device, "dna", "sample")
@@ -34,12 +42,24 @@ def sample(
     new_bases = num * (length - (0 if start is None else len(start)))
     with tqdm(total=new_bases, desc="sampling", unit="base", unit_scale=True) as bar:
         drawn = model.sample(sampler, num=num, length=length, seed=seed, batch_size=batch_size, prompt=start,
-                             condition=condition, progress=bar.update)
+                             condition=condition, stop=stop, progress=bar.update)
     header = f"{model.describe_sampling(sampler)} length={length} seed={seed}{condition.words} model={model.description}"
+    header += "" if stop is None else f" {stop.describe()}"
     if prompt:
         header += f" prompt={prompt}"
-    write_fasta(((f"sample_{i}", f"sample_{i} {header}", decode(s)) for i, s in enumerate(drawn.tokens)), out)
-    print(f"wrote {len(drawn.tokens)} sequences of {length} bases to {out} ({drawn.num_calls} network calls)")
+    write_fasta(((f"sample_{i}", f"sample_{i} {header}", decode(s)) for i, s in enumerate(drawn.rows())), out)
+    print(f"wrote {len(drawn.tokens)} sequences of {lengths_summary(drawn, length)} bases to {out} "
+          f"({drawn.num_calls} network calls)")
+
+
+def lengths_summary(drawn: SampleOutput, length: int) -> str:
+    """'256', or for samples of variable length their range and median."""
+    if drawn.lengths is None:
+        return str(length)
+    lengths = sorted(int(value) for value in drawn.lengths)
+    if lengths[0] == lengths[-1]:
+        return str(lengths[0])
+    return f"{lengths[0]} to {lengths[-1]} (median {lengths[len(lengths) // 2]})"
 
 
 def infill(ckpt: str, fasta: Path, *, out: Path, bed: Path | None, sampler: Sampler, seed: int, device: str,

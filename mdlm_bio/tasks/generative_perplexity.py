@@ -17,11 +17,12 @@ from tqdm import tqdm
 
 from ..diffusion.denoiser import SampleOutput
 from ..diffusion.sampler import Sampler
+from ..diffusion.stopping import unigram_entropy
 from ..io import atomic_output, write_json_and_markdown
 from ..likelihood import Nll
 from ..models.handle import Model
 from ..text.corpora import get_corpus, tokenized_blocks
-from ..text.eval_lm import EvalLM, decode_samples, generative_nll, load_eval_lm, unigram_entropy
+from ..text.eval_lm import EvalLM, decode_samples, generative_nll, load_eval_lm
 from ..text.tokenizer import TextTokenizer, load_tokenizer
 from .common import load_for
 from .text_perplexity import text_files_by_corpus

@@ -100,13 +100,3 @@ def generative_nll(texts: Sequence[str], eval_lm: EvalLM, batch_size: int = 8) -
             total += float((nll * weights).sum())
             count += int(weights.sum())
     return total, count
-
-
-def unigram_entropy(tokens: Tensor) -> Tensor:
-    """Entropy (nats) of each row's token frequencies: [N, L] -> [N]. Repetitive samples score low."""
-    entropies = []
-    for row in tokens:
-        counts = torch.unique(row, return_counts=True)[1].double()
-        p = counts / counts.sum()
-        entropies.append(-(p * p.log()).sum())
-    return torch.stack(entropies)

@@ -13,6 +13,8 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from omegaconf import DictConfig
 
 from ..diffusion.process import make_generator
+from ..errors import CheckpointError, first_line
+from ..models import load_model
 from ..models.checkpoint_format import model_spec_of, read_checkpoint
 from ..models.spec import ModelSpec
 from ..sources import LAST_CHECKPOINT
@@ -61,6 +63,18 @@ def model_spec(settings: RunSettings, vocabulary: Vocabulary, track: str, classe
                      vocabulary.output_ids, vocabulary.tokenizer, classes)
 
 
+def initialise_backbone(module: DiffusionLM, source: str) -> None:
+    """Start from another model's backbone weights (an MDLM for block diffusion, as BD3-LM does): the same
+    architecture, any objective."""
+    weights = load_model(source).network.backbone.state_dict()
+    try:
+        module.backbone.load_state_dict(weights)
+    except RuntimeError as error:
+        raise CheckpointError(f"init_from={source}: its backbone does not fit this run's ({first_line(error)}); "
+                              f"use the same model preset and overrides") from None
+    print(f"initialised the backbone from {source}", flush=True)
+
+
 def training_settings(settings: RunSettings) -> TrainingSettings:
     return TrainingSettings(settings.optim, settings.seed, settings.trainer["max_steps"], settings.data.label_dropout)
 
@@ -81,6 +95,8 @@ def train(config: DictConfig, ignore_memory_limit: bool = False) -> ValidationLo
         check_same_model(resume, spec)
         print(f"resuming from {resume}", flush=True)
     module = DiffusionLM(spec, training_settings(settings), plain)
+    if settings.init_from and resume is None:
+        initialise_backbone(module, settings.init_from)
     validation_log = ValidationLog()
     version = next_log_version(run_dir / "logs")
     callbacks: list[L.Callback] = [

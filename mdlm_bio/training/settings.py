@@ -78,6 +78,7 @@ class RunSettings:
     objective: ObjectiveSettings
     optim: OptimSettings
     trainer: dict[str, Any]
+    init_from: str | None = None  # another model whose backbone weights the run starts from
 
 
 @dataclass(frozen=True)

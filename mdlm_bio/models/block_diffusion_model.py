@@ -1,0 +1,149 @@
+"""A block diffusion model (BD3-LM) behind the model handle: blocks left to right with a key/value cache, any
+sampler inside a block, samples of variable length, NELBO scores.
+
+The cache is exact: a finished block passes through the network once more, as the clean half of the training
+input does, and its keys and values serve every later block (tests/test_block_sampling.py checks it against
+recomputing the prefix). Past the context, the window slides by whole blocks (the oldest are forgotten), as
+BD3-LM's does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..backbones.block_attention import KeyValueCache
+from ..diffusion.block_generation import BlockContext, generate_blocks
+from ..diffusion.denoiser import Denoiser, PositionalDenoiser, Positions, SampleOutput
+from ..diffusion.sampler import Sampler
+from ..diffusion.stopping import StopRule
+from ..dna.generate import score_sequence
+from ..likelihood import Estimate, Nll
+from .handle import Conditioning, Model, ModelMismatchError
+from .network import LanguageModel
+
+
+class CachedBlocks:
+    """The finished blocks as the network's keys and values, read once each."""
+
+    def __init__(self, network: LanguageModel, context: int) -> None:
+        self.network, self.cache, self.keep = network, KeyValueCache(), context - network.engine.block_size
+
+    def denoiser(self) -> Denoiser:
+        return cached_denoiser(self.network, self.cache)
+
+    def append(self, block: Tensor) -> None:
+        self.network.backbone.extend_cache(block, self.cache)
+        if self.cache.length > self.keep:
+            self.cache.keep_last(self.keep)
+
+
+def cached_denoiser(network: LanguageModel, cache: KeyValueCache) -> PositionalDenoiser:
+    """The next block's denoiser over `cache`; on some rows, over theirs (the cached sampler re-runs only those)."""
+    def denoise(z: Tensor, t: Tensor) -> Tensor:
+        return network.restrict(network.backbone.cached_logits(z, cache))
+
+    def at(z: Tensor, t: Tensor, positions: Positions) -> Tensor:
+        return network.restrict(network.backbone.cached_logits(z, cache, positions))
+
+    return PositionalDenoiser(denoise, at, lambda rows: cached_denoiser(network, cache.rows(rows)))
+
+
+class RecomputedBlocks:
+    """The finished blocks themselves, read again at every call: what the cache saves, and its reference."""
+
+    def __init__(self, network: LanguageModel, context: int) -> None:
+        self.network, self.prefix, self.keep = network, None, context - network.engine.block_size
+
+    def denoiser(self) -> Denoiser:
+        return prefix_denoiser(self.network, self.prefix)
+
+    def append(self, block: Tensor) -> None:
+        self.prefix = block if self.prefix is None else torch.cat([self.prefix, block], dim=1)[:, -self.keep :]
+
+
+def prefix_denoiser(network: LanguageModel, prefix: Tensor | None) -> PositionalDenoiser:
+    """The next block's denoiser from the clean `prefix` itself."""
+    def denoise(z: Tensor, t: Tensor) -> Tensor:
+        before = z[:, :0] if prefix is None else prefix
+        return network.restrict(network.backbone.prefix_logits(before, z, network.engine.block_size))
+
+    def at(z: Tensor, t: Tensor, positions: Positions) -> Tensor:
+        return denoise(z, t)[positions]
+
+    return PositionalDenoiser(denoise, at, lambda rows: prefix_denoiser(network, None if prefix is None else prefix[rows]))
+
+
+class BlockDiffusionModel(Model):
+    kind: ClassVar[str] = "bd3"
+    score_name: ClassVar[str] = "nelbo_nats"
+    snv_method: ClassVar[str] = "nelbo-difference"
+    window_method: ClassVar[str] = "nelbo-difference"
+    kv_cache: bool = True  # False: recompute the prefix at every call (for its benchmark and tests)
+
+    @property
+    def block_size(self) -> int:
+        return self.network.engine.block_size
+
+    def conditioning(self, class_label: str | None, guidance: float | None) -> Conditioning:
+        if class_label is not None or guidance is not None:
+            raise ValueError("--class and --guidance need a class-conditional masked-diffusion model; this one is a "
+                             "block diffusion model")
+        return Conditioning()
+
+    @torch.no_grad()
+    def sample(self, sampler: Sampler, *, num: int, length: int, seed: int, batch_size: int,
+               prompt: np.ndarray | None = None, start_token: int | None = None,
+               condition: Conditioning = Conditioning(), stop: StopRule | None = None,
+               progress: Callable[[int], None] | None = None) -> SampleOutput:
+        """Blocks left to right from the prompt, or from `start_token` (a text model's blocks begin with it, as
+        BD3-LM samples do), up to `length` tokens or where `stop` ends every row."""
+        if prompt is None and start_token is not None:
+            prompt = np.array([start_token])
+        reader = CachedBlocks if self.kv_cache else RecomputedBlocks
+
+        def new_context(batch: int) -> BlockContext:
+            return reader(self.network, self.context)
+
+        return generate_blocks(new_context, sampler, self.network.engine.schedule, block_size=self.block_size,
+                               mask_id=self.mask_id, num=num, length=length, seed=seed, batch_size=batch_size,
+                               prompt=None if prompt is None else torch.as_tensor(np.asarray(prompt, dtype=np.int64)),
+                               stop=stop, device=self.device, progress=progress)
+
+    def describe_sampling(self, sampler: Sampler) -> str:
+        return f"{sampler.describe()} block_size={self.block_size}"
+
+    def infill(self, tokens: np.ndarray, fill: np.ndarray, sampler: Sampler, seed: int) -> SampleOutput:
+        raise ModelMismatchError(f"{self.source} holds a block diffusion model; infill needs a masked-diffusion (mdlm) "
+                                 f"model: a block is generated from the blocks before it only, so a gap cannot be "
+                                 f"filled from both sides")
+
+    def score(self, tokens: np.ndarray, mc: int, seed: int) -> Nll:
+        return score_sequence(self.network.block_network, self.network.engine, tokens, self.context, mc, seed,
+                              self.device)
+
+    @torch.no_grad()
+    def nll(self, tokens: Tensor, attention_mask: Tensor, generator: torch.Generator, draws: int,
+            discrete_steps: int | None) -> tuple[float, int]:
+        if discrete_steps is not None:
+            raise ValueError("--discrete-steps: block diffusion reports its NELBO in continuous time")
+        total = 0.0
+        for _ in range(draws):
+            out = self.network.objective(tokens, attention_mask, generator)
+            total += float(out.total) / draws
+        return total, int(out.num_tokens)
+
+    def snv_log_ratios(self, windows: np.ndarray, sites: np.ndarray, alt: np.ndarray, both_strands: bool) -> np.ndarray:
+        raise self._no_variant_scores()
+
+    def window_log_ratio(self, ref: np.ndarray, alt: np.ndarray, flanks: tuple[int, int], mc: int, seed: int,
+                         both_strands: bool) -> Estimate:
+        raise self._no_variant_scores()
+
+    def _no_variant_scores(self) -> ModelMismatchError:
+        return ModelMismatchError(f"{self.source} holds a block diffusion model; score-variants does not score with "
+                                  f"block diffusion yet (use `score` for whole-window NELBOs, or an mdlm or ar model)")
