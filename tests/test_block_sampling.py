@@ -129,5 +129,14 @@ def test_a_block_model_names_its_block_size_and_refuses_what_it_cannot_do():
     assert model.describe_sampling(make_sampler("first-hitting")) == "sampler=first-hitting block_size=4"
     with pytest.raises(ModelMismatchError, match="holds a block diffusion model; infill needs a masked-diffusion"):
         model.infill(np.zeros(8, np.uint8), np.ones(8, bool), make_sampler("ancestral"), seed=0)
-    with pytest.raises(ValueError, match="--class and --guidance need a class-conditional masked-diffusion model"):
+    with pytest.raises(ValueError, match="--class and --guidance need a class-conditional diffusion model; this one is "
+                                         "block diffusion"):
         model.conditioning("a", None)
+
+
+def test_a_sliding_window_re_bases_the_cached_keys_exactly():
+    """Rotary at position p shifted by -d is rotary at p - d: what forgetting the oldest cached tokens relies on."""
+    rotary = tiny_block_model().network.backbone.rotary_emb
+    x = torch.randn(1, 2, 6, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    positions = torch.arange(10, 16)
+    torch.testing.assert_close(rotary.shift(rotary(x, positions), -10), rotary(x, positions - 10), rtol=1e-6, atol=1e-6)

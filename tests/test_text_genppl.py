@@ -193,3 +193,20 @@ def test_a_reference_too_short_for_the_samples_fails_before_sampling(texts, ar_r
               "--cache-dir", str(texts / "cache"), "--out-dir", str(tmp_path)])
     assert "blocks of 64 tokens, fewer than the 5000 requested" in capsys.readouterr().err
     assert not (tmp_path / "samples.jsonl").exists()
+
+
+def test_a_block_diffusion_text_model_is_scored_and_samples_from_bos(texts, eval_lms, tmp_path):
+    """eval-ppl and eval-genppl take a block diffusion run like any other; its samples start at the BOS, as its
+    training blocks do, and run past its context block by block."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        main(tiny_text_run(texts, "bd3", "gpt2", 4, "objective.kind=bd3", "objective.block_size=8",
+                           "trainer.val_check_interval=2", "trainer.limit_val_batches=1"))
+    rows = eval_genppl(texts, texts / "bd3", eval_lms["random"], tmp_path, "--length", "72", "--sampler",
+                       "ancestral", "--steps", "2")
+    assert rows[0]["source"] == "samples (sampler=ancestral steps=2 block_size=8)" and rows[0]["length"] == 72
+    assert rows[0]["num_calls"] == 2 * 9 * 2  # two batches of 3; 9 blocks (the BOS opens the first), 2 steps each
+    assert all(json.loads(line)["text"].startswith("<|endoftext|>")
+               for line in (tmp_path / "samples.jsonl").read_text().splitlines())
+    main(["eval-ppl", "--ckpt", str(texts / "bd3"), "--corpora", "ptb", "--text-file", f"ptb={texts / 'valid.txt'}",
+          "--cache-dir", str(texts / "cache"), "--out-dir", str(tmp_path / "ppl")])
+    assert json.loads((tmp_path / "ppl" / "perplexity.json").read_text())["rows"][0]["perplexity"] > 1

@@ -42,8 +42,8 @@ def block_diffusion_positions(length: int, device: torch.device | str = "cpu") -
 
 @dataclass
 class KeyValueCache:
-    """Per layer, the keys (before rotary) and values [B, heads, P, head_dim] of the P clean tokens generated so
-    far, for attention over them without recomputing them."""
+    """Per layer, the keys (rotated at their positions 0..P-1 in the window) and values [B, heads, P, head_dim] of
+    the P clean tokens generated so far, for attention over them without recomputing them."""
 
     keys: list[Tensor] = field(default_factory=list)
     values: list[Tensor] = field(default_factory=list)

@@ -62,14 +62,36 @@ class Rotary(nn.Module):
         self.register_buffer("inv_freq", 1.0 / base ** (torch.arange(0, head_dim, 2).float() / head_dim))
 
     def forward(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
-        """x: [B, heads, L, head_dim], at `positions` [L] (default 0..L-1)."""
+        """x: [B, heads, L, head_dim], at `positions` [L] (default 0..L-1, computed afresh; given positions are
+        read from a table kept across calls, since block sampling rotates its whole cache at every call)."""
         if positions is None:
-            positions = torch.arange(x.shape[-2], device=x.device)
-        angles = positions.to(torch.float32)[:, None] * self.inv_freq[None]
+            angles = torch.arange(x.shape[-2], device=x.device, dtype=torch.float32)[:, None] * self.inv_freq[None]
+            cos, sin = torch.cos(angles).repeat(1, 2), torch.sin(angles).repeat(1, 2)
+        else:
+            cos, sin = self._table(int(positions.max()) + 1, x.device)
+            cos, sin = cos[positions], sin[positions]
+        x32 = x.float()
+        first, second = x32.chunk(2, dim=-1)
+        return (x32 * cos + torch.cat([-second, first], dim=-1) * sin).to(x.dtype)
+
+    def shift(self, x: Tensor, offset: int) -> Tensor:
+        """x rotated by `offset` positions more (negative: fewer): rotary at p then shift(offset) is rotary at
+        p + offset."""
+        angles = offset * self.inv_freq[None].to(x.device)
         cos, sin = torch.cos(angles).repeat(1, 2), torch.sin(angles).repeat(1, 2)
         x32 = x.float()
         first, second = x32.chunk(2, dim=-1)
         return (x32 * cos + torch.cat([-second, first], dim=-1) * sin).to(x.dtype)
+
+    def _table(self, length: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        """cos and sin [N, head_dim] for positions 0..N-1, N at least `length` (grown by doubling)."""
+        table = getattr(self, "_cos_sin", None)
+        if table is None or table[0].shape[0] < length or table[0].device != device:
+            size = 1 << max(length - 1, 1).bit_length()
+            angles = torch.arange(size, device=device, dtype=torch.float32)[:, None] * self.inv_freq.to(device)[None]
+            table = (torch.cos(angles).repeat(1, 2), torch.sin(angles).repeat(1, 2))
+            self._cos_sin = table
+        return table
 
 
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
@@ -103,18 +125,18 @@ def attention(qkv: Tensor, rotary: Rotary, causal: bool, view: AttentionView | N
 
 def _viewed_attention(q: Tensor, k: Tensor, v: Tensor, rotary: Rotary, view: AttentionView, layer: int) -> Tensor:
     """SDPA over the cached keys and values and this pass's, under the view's mask; this pass's keys and values
-    join the cache when the view says so. The cache keeps keys before rotary: a window that slides past the
-    context re-bases every position, and rotary attention depends on position differences alone."""
+    join the cache when the view says so. Cached keys are rotated at their positions in the window, which a
+    window sliding past the context re-bases (`Rotary.shift`): rotary attention depends on position differences
+    alone, so only this pass's queries and keys need rotating."""
     past = None if view.cache is None else view.cache.past(layer)
-    keys, values = (k, v) if past is None else (torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2))
+    cached = 0 if past is None else past[0].shape[2]
+    positions = view.positions if view.positions is not None else torch.arange(cached, cached + q.shape[2],
+                                                                               device=q.device)
+    q, k = rotary(q, positions), rotary(k, positions)
     if view.extend:
         view.cache.append(layer, k, v)
-    cached = keys.shape[2] - q.shape[2]
-    query_positions = view.positions if view.positions is not None else torch.arange(cached, keys.shape[2],
-                                                                                      device=q.device)
-    key_positions = torch.cat([torch.arange(cached, device=q.device), query_positions])
-    return F.scaled_dot_product_attention(rotary(q, query_positions), rotary(keys, key_positions), values,
-                                          attn_mask=view.mask)
+    keys, values = (k, v) if past is None else (torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2))
+    return F.scaled_dot_product_attention(q, keys, values, attn_mask=view.mask)
 
 
 class TokenEmbedding(nn.Module):
@@ -249,6 +271,14 @@ class DiT(nn.Module):
         if positions is None:
             return self.output_layer(x, cond)
         return self.output_layer(x[positions], cond, rows=positions[0])
+
+    def forget(self, cache: KeyValueCache, keep: int) -> None:
+        """Keep the last `keep` cached tokens only, re-based to positions 0..keep-1 (a window sliding past the
+        context)."""
+        dropped = cache.length - keep
+        if dropped > 0:
+            cache.keep_last(keep)
+            cache.keys = [self.rotary_emb.shift(keys, -dropped) for keys in cache.keys]
 
     def prefix_logits(self, prefix: Tensor, block: Tensor, block_size: int) -> Tensor:
         """The logits `cached_logits` gives, computed from the clean prefix itself (blocks aligned at its start),

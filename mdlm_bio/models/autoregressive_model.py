@@ -24,14 +24,10 @@ from .handle import Conditioning, Model, ModelMismatchError, cut
 
 class AutoregressiveModel(Model):
     kind: ClassVar[str] = "ar"
+    kind_name: ClassVar[str] = "autoregressive"
     snv_method: ClassVar[str] = "nll-difference"
     window_method: ClassVar[str] = "nll-difference"
     score_name: ClassVar[str] = "nll_nats"
-
-    def conditioning(self, class_label: str | None, guidance: float | None) -> Conditioning:
-        if class_label is not None or guidance is not None:
-            raise ValueError("--class and --guidance need a class-conditional diffusion model; this one is autoregressive")
-        return Conditioning()
 
     @torch.no_grad()
     def sample(self, sampler: Sampler, *, num: int, length: int, seed: int, batch_size: int,

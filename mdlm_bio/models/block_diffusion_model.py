@@ -38,8 +38,7 @@ class CachedBlocks:
 
     def append(self, block: Tensor) -> None:
         self.network.backbone.extend_cache(block, self.cache)
-        if self.cache.length > self.keep:
-            self.cache.keep_last(self.keep)
+        self.network.backbone.forget(self.cache, self.keep)
 
 
 def cached_denoiser(network: LanguageModel, cache: KeyValueCache) -> PositionalDenoiser:
@@ -80,6 +79,7 @@ def prefix_denoiser(network: LanguageModel, prefix: Tensor | None) -> Positional
 
 class BlockDiffusionModel(Model):
     kind: ClassVar[str] = "bd3"
+    kind_name: ClassVar[str] = "block diffusion"
     score_name: ClassVar[str] = "nelbo_nats"
     snv_method: ClassVar[str] = "nelbo-difference"
     window_method: ClassVar[str] = "nelbo-difference"
@@ -88,12 +88,6 @@ class BlockDiffusionModel(Model):
     @property
     def block_size(self) -> int:
         return self.network.engine.block_size
-
-    def conditioning(self, class_label: str | None, guidance: float | None) -> Conditioning:
-        if class_label is not None or guidance is not None:
-            raise ValueError("--class and --guidance need a class-conditional masked-diffusion model; this one is a "
-                             "block diffusion model")
-        return Conditioning()
 
     @torch.no_grad()
     def sample(self, sampler: Sampler, *, num: int, length: int, seed: int, batch_size: int,

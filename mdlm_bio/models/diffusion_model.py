@@ -22,6 +22,7 @@ from .handle import Conditioning, Model, cut
 
 class DiffusionModel(Model):
     kind: ClassVar[str] = "mdlm"
+    kind_name: ClassVar[str] = "masked diffusion"
     snv_method: ClassVar[str] = "masked-marginal"
     window_method: ClassVar[str] = "nelbo-difference"
     score_name: ClassVar[str] = "nelbo_nats"

@@ -45,7 +45,8 @@ class Model(ABC):
     """A loaded model in eval mode on its device, and the facts that belong to it (mask id, context, tokenizer,
     classes), read once from its checkpoint or stated by its importer."""
 
-    kind: ClassVar[str]  # the objective it was trained with: "mdlm" or "ar"
+    kind: ClassVar[str]  # the objective it was trained with: "mdlm", "ar" or "bd3"
+    kind_name: ClassVar[str]  # the kind in words, for messages
 
     def __init__(self, network: LanguageModel, source: str, name: str, config: dict[str, Any] | None = None,
                  caveat: str | None = None) -> None:
@@ -113,11 +114,15 @@ class Model(ABC):
             check_fits(lambda: self.network.inference_memory(batch, length, outputs), self.device, request, smaller,
                        "--ignore-memory-limit")
 
-    # ------------------------------------------------------------------ what each kind implements
-
-    @abstractmethod
     def conditioning(self, class_label: str | None, guidance: float | None) -> Conditioning:
-        """The conditioning `--class` and `--guidance` ask for (both None: the model's unconditional samples)."""
+        """The conditioning `--class` and `--guidance` ask for (both None: the model's unconditional samples); only
+        a class-conditional masked-diffusion model has any other."""
+        if class_label is not None or guidance is not None:
+            raise ValueError(f"--class and --guidance need a class-conditional diffusion model; this one is "
+                             f"{self.kind_name}")
+        return Conditioning()
+
+    # ------------------------------------------------------------------ what each kind implements
 
     @abstractmethod
     def sample(self, sampler: Sampler, *, num: int, length: int, seed: int, batch_size: int,
