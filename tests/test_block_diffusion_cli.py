@@ -6,11 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from Bio import SeqIO
 from dna_runs import error_of
 
 from mdlm_bio.cli import main
 from mdlm_bio.models import load_model
+from mdlm_bio.training.clip_search import ClippedScheduleSearch
 
 TINY_BD3 = ["data.window=64", "data.batch_size=8", "data.valid_windows=16", "trainer.limit_val_batches=2",
             "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=5"]
@@ -64,3 +66,23 @@ def test_a_run_starts_from_another_runs_weights_and_refuses_a_backbone_that_does
 ])
 def test_block_diffusion_settings_are_checked(data_dir, tmp_path, capsys, override, message):
     assert message in error_of(capsys, bd3_args(tmp_path / "bad", data_dir, 2, override))
+
+
+def test_the_clipped_schedule_search_picks_an_interval_and_a_resumed_run_keeps_it(data_dir, tmp_path, capsys):
+    run = tmp_path / "search"
+    main(bd3_args(run, data_dir, 4, "objective.clip_search=[0.5]", "trainer.val_check_interval=2"))
+    printed = capsys.readouterr().out
+    assert "clipped schedule U[" in printed and "(least variance of 12)" in printed  # [eps, 1] and 11 of width 0.5
+    stored = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["mdlm_bio_clip"]  # step 2's choice
+    assert stored in [[0.001, 1.0]] + [[max(i / 20, 0.001), i / 20 + 0.5] for i in range(11)]
+    seen = []
+    original = ClippedScheduleSearch.on_load_checkpoint
+
+    def recording(self, trainer, module, checkpoint):
+        original(self, trainer, module, checkpoint)
+        seen.append(module.engine.clip)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ClippedScheduleSearch, "on_load_checkpoint", recording)
+        main(bd3_args(run, data_dir, 6, "objective.clip_search=[0.5]", "trainer.val_check_interval=2"))
+    assert seen == [tuple(stored)]

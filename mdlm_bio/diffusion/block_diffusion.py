@@ -17,7 +17,7 @@ is always the one with times in [sampling_eps, 1].
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +26,8 @@ from torch import Tensor
 from .objectives import LossOutput, masked_diffusion_loss, masked_position_loss, nelbo_weights, valid_positions
 from .process import check_tokens, mask_where, position_draws
 from .schedules import NoiseSchedule
+
+CLIP_SEARCH_STEP = 0.05  # where the search's intervals may start: 0, 0.05, 0.1, ...
 
 # (z_t [B, L], x_0 [B, L], t [B, L / L']) -> logits [B, L, V] of the noisy sequence
 BlockNetwork = Callable[[Tensor, Tensor, Tensor], Tensor]
@@ -95,6 +97,24 @@ class BlockDiffusion:
         """sigma(t), as MaskedDiffusion gives it to time-aware denoisers (block diffusion's network ignores it)."""
         return self.schedule.total_noise(t, check=False)
 
+    def block_losses(self, token_loss: Tensor) -> Tensor:
+        """Per-position losses [B, L] -> each block's mean [B, blocks] (what the clipped schedule's search reads)."""
+        pad = self.blocks(token_loss.shape[1]) * self.block_size - token_loss.shape[1]
+        return torch.nn.functional.pad(token_loss, (0, pad)).view(token_loss.shape[0], -1, self.block_size).mean(-1)
+
     def per_token(self, t: Tensor, length: int) -> Tensor:
         """Block times [B, blocks] -> each position's time [B, L]."""
         return t.repeat_interleave(self.block_size, dim=1)[:, :length]
+
+
+def clip_candidates(widths: Sequence[float], sampling_eps: float) -> list[tuple[float, float]]:
+    """The (beta, omega) intervals BD3-LM's search compares: [sampling_eps, 1], and for each width every interval
+    of that width starting at a multiple of CLIP_SEARCH_STEP (beta at least sampling_eps)."""
+    candidates = [(sampling_eps, 1.0)]
+    for width in widths:
+        if not 0.0 < width <= 1.0:
+            raise ValueError(f"clip search widths must lie in (0, 1]; got {width}")
+        starts = round((1.0 - width) / CLIP_SEARCH_STEP + 1e-9)
+        candidates += [(max(round(i * CLIP_SEARCH_STEP, 10), sampling_eps), round(i * CLIP_SEARCH_STEP + width, 10))
+                       for i in range(starts + 1)]
+    return list(dict.fromkeys(candidates))

@@ -167,7 +167,7 @@ class LanguageModel(nn.Module):
         attention_mask: Tensor | None,
         generator: torch.Generator | None = None,
         labels: Tensor | None = None,
-        engine: MaskedDiffusion | None = None,
+        engine: MaskedDiffusion | BlockDiffusion | None = None,
         clipped: bool = False,
     ) -> LossOutput:
         """The loss over positions whose token the model can emit (for DNA: bases, not N or padding).
@@ -176,8 +176,8 @@ class LanguageModel(nn.Module):
         emittable = self.output_allowed[tokens]
         attention_mask = emittable if attention_mask is None else attention_mask.bool() & emittable
         if isinstance(self.engine, BlockDiffusion):
-            return self.engine.loss(self.block_network, tokens, attention_mask, generator, self.block_network_at,
-                                    clipped=clipped)
+            return (engine or self.engine).loss(self.block_network, tokens, attention_mask, generator,
+                                                self.block_network_at, clipped=clipped)
         if self.is_autoregressive:
             extra = {} if labels is None else {"labels": labels}
             return autoregressive_loss(self.restrict(self.backbone(tokens, None, **extra)), tokens, attention_mask)

@@ -28,7 +28,8 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class ObjectiveSettings:
     """`kind`: mdlm (masked diffusion), ar (the autoregressive baseline) or bd3 (block diffusion, with
-    `block_size` tokens per block and, to train on, the clipped schedule `clip` = (beta, omega)). `schedule` is
+    `block_size` tokens per block and, to train on, the clipped schedule `clip` = (beta, omega), or the one
+    validation finds among intervals of the `clip_search` widths). `schedule` is
     {name, **parameters} (a bare name in the YAML means no parameters), e.g. {name: polynomial, k: 3}; the engine
     builds it with make_schedule."""
 
@@ -39,6 +40,7 @@ class ObjectiveSettings:
     discrete_steps: int | None = None
     block_size: int | None = None
     clip: tuple[float, float] | None = None
+    clip_search: tuple[float, ...] | None = None  # widths of the (beta, omega) intervals validation compares
 
     def noise_schedule(self) -> NoiseSchedule:
         parameters = dict(self.schedule)

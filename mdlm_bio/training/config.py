@@ -46,7 +46,7 @@ TEXT_DATA_KEYS = ("corpus", "tokenizer", "wrap", "cache_dir", "num_proc", "train
 NULLABLE_TYPES: dict[str, type] = {
     "objective.discrete_steps": int, "optim.ema": float, "data.windows_per_epoch": int, "data.num_proc": int,
     "data.fasta": str, "data.tokenizer": str, "data.data_dir": str, "data.mirror": str, "init_from": str,
-    "objective.block_size": int, "objective.clip": list,
+    "objective.block_size": int, "objective.clip": list, "objective.clip_search": list,
 }
 
 
@@ -167,10 +167,10 @@ def validate(config: DictConfig, kind: str = "train") -> None:
 
 def _validate_block_diffusion(objective: DictConfig, window: int) -> None:
     """Block diffusion needs a block size that divides the window; only it takes a block size or a clip."""
-    block, clip = objective.get("block_size"), objective.get("clip")
+    block, clip, search = objective.get("block_size"), objective.get("clip"), objective.get("clip_search")
     if objective.kind != "bd3":
-        if block is not None or clip is not None:
-            raise ConfigError(f"objective.block_size and objective.clip are block diffusion's (objective.kind=bd3), "
+        if block is not None or clip is not None or search is not None:
+            raise ConfigError(f"objective.block_size, clip and clip_search are block diffusion's (objective.kind=bd3), "
                               f"not {objective.kind}'s")
         return
     if not isinstance(block, int) or block < 1 or window % block:
@@ -180,6 +180,8 @@ def _validate_block_diffusion(objective: DictConfig, window: int) -> None:
         raise ConfigError("objective.discrete_steps: block diffusion trains and reports its NELBO in continuous time")
     if clip is not None and (len(clip) != 2 or not 0.0 <= clip[0] < clip[1] <= 1.0):
         raise ConfigError(f"objective.clip must be [beta, omega] with 0 <= beta < omega <= 1; got {list(clip)}")
+    if search is not None and not all(0.0 < width <= 1.0 for width in search):
+        raise ConfigError(f"objective.clip_search must list interval widths in (0, 1]; got {list(search)}")
 
 
 def save_config(config: DictConfig, path: Path) -> None:

@@ -19,6 +19,7 @@ from ..models.checkpoint_format import model_spec_of, read_checkpoint
 from ..models.spec import ModelSpec
 from ..sources import LAST_CHECKPOINT
 from .callbacks import EMA, StopOnNonFinite, TrainingDiverged, ValidationLog
+from .clip_search import ClippedScheduleSearch
 from .config import save_config, to_plain
 from .data.builder import build_training_data
 from .limits import check_training_memory
@@ -114,6 +115,8 @@ def train(config: DictConfig, ignore_memory_limit: bool = False) -> ValidationLo
     ]
     if settings.optim.ema is not None:
         callbacks.append(EMA(settings.optim.ema))
+    if settings.objective.clip_search:
+        callbacks.append(ClippedScheduleSearch(settings.objective.clip_search))
     loggers = [CSVLogger(run_dir, name="logs", version=version), TensorBoardLogger(run_dir, name="logs", version=version)]
     trainer = build_trainer(plain["trainer"], run_dir, callbacks, loggers, settings.optim.grad_clip)
     if not ignore_memory_limit:
