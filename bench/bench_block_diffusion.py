@@ -8,6 +8,9 @@ of block sampling with and without the key/value cache.
   closes (the paper: 41% at block size 4 on OpenWebText); block size 4 also on the clipped schedule
   U[0.45, 0.95]. DNA: `demo-bd3`'s dit-tiny on the bundled genome;
   text: bench_fidelity.py's DiT on the State of the Union addresses.
+- `generation`: samples of 1024 bases, MDLM's semi-autoregressive windows against block diffusion (blocks of 4,
+  clipped), their bits per base under the AR model of the likelihood part and their entropy, against network calls.
+- `lengths`: block diffusion's samples ending at the entropy rule, beside the same rule read on held-out DNA.
 - `cache`: tokens/s of block-by-block sampling (first-hitting inside blocks of 4) with the cache and recomputing
   the prefix, at 1024 and 4096 tokens, on an untrained dit-tiny of context 4096 (speed does not depend on training).
 
@@ -24,14 +27,17 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from bench_fidelity import TEXT_MODEL, final_validation
 from bench_variant_scores import bundled_sequences
 from harness import device_description, run_isolated, write_json
 from sotu_corpus import prepare_sotu
 
-from mdlm_bio.diffusion import FirstHittingSampler
+from mdlm_bio.diffusion import FirstHittingSampler, make_sampler
+from mdlm_bio.diffusion.stopping import StopRule, unigram_entropy
 from mdlm_bio.dna.genome import BUNDLED_VALID_RECORDS
+from mdlm_bio.dna.report import reference_windows
 from mdlm_bio.dna.tokenizer import encode
 from mdlm_bio.models import load_model
 from mdlm_bio.models.block_diffusion_model import BlockDiffusionModel
@@ -120,6 +126,73 @@ def plot(rows: dict, track: str, path: Path) -> None:
     print(f"wrote {path}")
 
 
+def judged(model, sampler, judge, num: int, length: int, batch_size: int) -> dict:
+    """Samples' bits per base under the AR judge (exact NLL), their unigram entropy, and calls per sample."""
+    begin = time.perf_counter()
+    out = model.sample(sampler, num=num, length=length, seed=0, batch_size=batch_size)
+    seconds = time.perf_counter() - begin
+    bits = [judge.score(row.numpy().astype("uint8"), 1, 0).bits_per_token for row in out.tokens]
+    return {"model": model.describe_sampling(sampler), "calls_per_sample": out.row_calls / num,
+            "judge_bits": float(np.mean(bits)), "judge_se": float(np.std(bits, ddof=1) / math.sqrt(num)),
+            "entropy_nats": float(unigram_entropy(out.tokens).mean()), "seconds": seconds}
+
+
+def generation(out: Path, num: int, length: int) -> list[dict]:
+    """MDLM's semi-autoregressive windows against block diffusion, sample quality against network calls, judged by
+    the AR model of the likelihood part (the runs in `out`)."""
+    judge, mdlm, blocks = (load_model(out / f"dna-{name}") for name in ("ar", "mdlm", "bd3-4-clip"))
+    settings = [(mdlm, make_sampler("ancestral", steps=steps)) for steps in (16, 32, 64, 128)]
+    settings += [(mdlm, make_sampler("first-hitting"))]
+    settings += [(blocks, make_sampler("ancestral", steps=steps)) for steps in (1, 2, 4)]
+    settings += [(blocks, make_sampler("first-hitting"))]
+    rows = []
+    for model, sampler in settings:
+        rows.append({"kind": model.kind, **judged(model, sampler, judge, num, length, batch_size=num)})
+        print(rows[-1], flush=True)
+    sequences = bundled_sequences()
+    real = reference_windows([encode(sequences[name]) for name in BUNDLED_VALID_RECORDS], [length] * num,
+                             np.random.default_rng(0))
+    bits = [judge.score(window, 1, 0).bits_per_token for window in real]
+    rows.append({"kind": "held-out DNA", "model": f"held-out windows of {length}", "calls_per_sample": 0.0,
+                 "judge_bits": float(np.mean(bits)), "judge_se": float(np.std(bits, ddof=1) / math.sqrt(num)),
+                 "entropy_nats": float(unigram_entropy(torch.as_tensor(np.stack(real)).long()).mean()),
+                 "seconds": 0.0})
+    print(f"{'samples':<58}{'calls':>8}{'judge bits/base':>17}{'entropy':>9}{'s':>8}")
+    for r in rows:
+        print(f"{r['model'][:57]:<58}{r['calls_per_sample']:>8.0f}{r['judge_bits']:>11.4f} ± {r['judge_se']:.4f}"
+              f"{r['entropy_nats']:>9.4f}{r['seconds']:>8.1f}")
+    return rows
+
+
+def as_generated(rule: StopRule, tokens: torch.Tensor, block_size: int) -> torch.Tensor:
+    """The lengths `rule` gives sequences checked as generation checks them: after every block, on what exists."""
+    lengths = torch.full((len(tokens),), tokens.shape[1])
+    for end in range(block_size, tokens.shape[1] + 1, block_size):
+        stopped = (lengths == tokens.shape[1]) & (rule.lengths(tokens[:, :end]) < end)
+        lengths[stopped] = rule.lengths(tokens[:, :end])[stopped]
+    return lengths
+
+
+def lengths(out: Path, num: int, max_length: int, entropy: float, window: int) -> dict:
+    """Block diffusion's samples ending at the entropy rule, against the same rule read on held-out DNA."""
+    model, rule = load_model(out / "dna-bd3-4-clip"), StopRule(entropy=entropy, window=window)
+    drawn = model.sample(make_sampler("ancestral", steps=2), num=num, length=max_length, seed=0, batch_size=num,
+                         stop=rule)
+    sequences = bundled_sequences()
+    records = [encode(sequences[name]) for name in BUNDLED_VALID_RECORDS]
+    real = reference_windows(records, [min(max_length, min(len(r) for r in records))] * num, np.random.default_rng(0))
+    real_lengths = as_generated(rule, torch.as_tensor(np.stack(real)).long(), model.block_size)
+    summary = {name: {"quantiles": np.quantile(values.numpy(), [0.1, 0.5, 0.9]).tolist(),
+                      "stopped": float((values < width).float().mean())}
+               for name, values, width in (("samples", drawn.lengths, max_length),
+                                           ("held-out DNA", real_lengths, real[0].size))}
+    print(f"rule: entropy < {entropy} nats over {window} bases; samples up to {max_length}, held-out windows of "
+          f"{real[0].size}")
+    for name, row in summary.items():
+        print(f"{name:<14} stopped {row['stopped']:.0%}, length quantiles 10/50/90%: {row['quantiles']}")
+    return summary
+
+
 def untrained_block_model(context: int) -> BlockDiffusionModel:
     torch.manual_seed(0)
     backbone = {"architecture": "dit", "vocab_size": 16, "hidden_size": 64, "cond_dim": 32, "n_blocks": 2,
@@ -167,6 +240,16 @@ def main() -> None:
     first.add_argument("--mc", type=int, default=32, help="noise draws per held-out window (DNA)")
     first.add_argument("--plot", type=Path, default=Path("bench/block_diffusion.png"))
     first.add_argument("--out", type=Path, default=Path("bench-results/block_diffusion"))
+    third = parts.add_parser("generation")
+    third.add_argument("--out", type=Path, default=Path("bench-results/block_diffusion"))
+    third.add_argument("--num", type=int, default=32)
+    third.add_argument("--length", type=int, default=1024)
+    fourth = parts.add_parser("lengths")
+    fourth.add_argument("--out", type=Path, default=Path("bench-results/block_diffusion"))
+    fourth.add_argument("--num", type=int, default=64)
+    fourth.add_argument("--max-length", type=int, default=4096)
+    fourth.add_argument("--entropy", type=float, default=1.2)
+    fourth.add_argument("--window", type=int, default=128)
     second = parts.add_parser("cache")
     second.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096])
     second.add_argument("--out", type=Path, default=Path("bench-results/block_diffusion"))
@@ -175,6 +258,10 @@ def main() -> None:
         rows = likelihood(args.track, args.steps, args.out, args.mc)
         write_json(args.out / f"likelihood-{args.track}.json", rows)
         plot(rows, args.track, args.plot)
+    elif args.part == "generation":
+        write_json(args.out / "generation.json", {"rows": generation(args.out, args.num, args.length)})
+    elif args.part == "lengths":
+        write_json(args.out / "lengths.json", lengths(args.out, args.num, args.max_length, args.entropy, args.window))
     else:
         write_json(args.out / "cache.json", {"rows": cache(args.lengths)})
 
