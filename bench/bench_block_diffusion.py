@@ -79,9 +79,11 @@ def held_out_nll(run: Path, mc: int) -> dict[str, float]:
     return {"nll": nll, "bits": nll / math.log(2), "ppl": math.exp(nll)}
 
 
-def likelihood(track: str, steps: int, out: Path, mc: int) -> dict:
+def likelihood(track: str, steps: int, out: Path, mc: int, models: list[str] | None = None) -> dict:
     rows = {}
     for name, command in likelihood_commands(track, steps, out).items():
+        if models and name not in models:
+            continue
         if not (out / f"{track}-{name}" / "checkpoints" / "last.ckpt").is_file():
             print("mdlm-bio " + " ".join(command), flush=True)
             subprocess.run([sys.executable, "-m", "mdlm_bio.cli", *command], check=True)
@@ -111,7 +113,7 @@ def plot(rows: dict, track: str, path: Path) -> None:
     figure, axis = plt.subplots(figsize=(6.5, 4.5))
     for name, style in (("ar", "--"), ("mdlm", ":")):
         axis.axhline(rows[name]["bits"], linestyle=style, color="gray", label=f"{name.upper()} (bits/{unit})")
-    sizes = [int(name.split("-")[1]) for name in rows if name.startswith("bd3-") and name.count("-") == 1]
+    sizes = sorted(int(name.split("-")[1]) for name in rows if name.startswith("bd3-") and name.count("-") == 1)
     axis.plot(sizes, [rows[f"bd3-{size}"]["bits"] for size in sizes], marker="o", label="BD3-LM, U[eps, 1]")
     if "bd3-4-clip" in rows:
         axis.plot([4], [rows["bd3-4-clip"]["bits"]], marker="*", markersize=12, linestyle="",
@@ -239,6 +241,8 @@ def main() -> None:
     first.add_argument("--steps", type=int, default=2000)
     first.add_argument("--mc", type=int, default=32, help="noise draws per held-out window (DNA)")
     first.add_argument("--plot", type=Path, default=Path("bench/block_diffusion.png"))
+    first.add_argument("--models", nargs="+", default=None, help="a subset of ar mdlm bd3-16 bd3-8 bd3-4 bd3-4-clip "
+                       "(ar and mdlm are needed for the gap)")
     first.add_argument("--out", type=Path, default=Path("bench-results/block_diffusion"))
     third = parts.add_parser("generation")
     third.add_argument("--out", type=Path, default=Path("bench-results/block_diffusion"))
@@ -255,7 +259,7 @@ def main() -> None:
     second.add_argument("--out", type=Path, default=Path("bench-results/block_diffusion"))
     args = parser.parse_args()
     if args.part == "likelihood":
-        rows = likelihood(args.track, args.steps, args.out, args.mc)
+        rows = likelihood(args.track, args.steps, args.out, args.mc, args.models)
         write_json(args.out / f"likelihood-{args.track}.json", rows)
         plot(rows, args.track, args.plot)
     elif args.part == "generation":
