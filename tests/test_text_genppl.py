@@ -207,6 +207,13 @@ def test_a_block_diffusion_text_model_is_scored_and_samples_from_bos(texts, eval
     assert rows[0]["num_calls"] == 2 * 9 * 2  # two batches of 3; 9 blocks (the BOS opens the first), 2 steps each
     assert all(json.loads(line)["text"].startswith("<|endoftext|>")
                for line in (tmp_path / "samples.jsonl").read_text().splitlines())
+    stopped = eval_genppl(texts, texts / "bd3", eval_lms["random"], tmp_path / "eos", "--length", "72", "--sampler",
+                          "ancestral", "--steps", "2", "--stop-at-eos")
+    eos = load_tokenizer(str(texts / "gpt2")).eos_id
+    assert stopped[0]["source"] == f"samples (sampler=ancestral steps=2 block_size=8 stop_token={eos})"
+    assert 1 < stopped[0]["mean_length"] <= 72 and stopped[0]["length"] <= 72
+    texts_written = [json.loads(line)["text"] for line in (tmp_path / "eos" / "samples.jsonl").read_text().splitlines()]
+    assert all(text.count("<|endoftext|>") <= 2 for text in texts_written)  # the BOS, and at most one EOS: its end
     main(["eval-ppl", "--ckpt", str(texts / "bd3"), "--corpora", "ptb", "--text-file", f"ptb={texts / 'valid.txt'}",
           "--cache-dir", str(texts / "cache"), "--out-dir", str(tmp_path / "ppl")])
     assert json.loads((tmp_path / "ppl" / "perplexity.json").read_text())["rows"][0]["perplexity"] > 1

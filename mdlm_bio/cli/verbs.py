@@ -104,6 +104,13 @@ def eval_genppl(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-batch-size", type=positive_int, default=8, help="samples scored at once (default: 8)")
     parser.add_argument("--reference", default=None, metavar="CORPUS", help="also score --num real blocks of this "
                         "corpus's evaluation split (e.g. openwebtext), tokenized like the samples")
+    parser.add_argument("--stop-at-eos", action="store_true", help="variable length: a sample ends after the first "
+                        "end-of-sequence token past its first token (a block diffusion model stops generating there)")
+    parser.add_argument("--stop-entropy", type=float, default=None, metavar="NATS", help="variable length: a sample "
+                        "ends where the unigram entropy of its last --stop-window tokens falls below NATS, those "
+                        "tokens cut (BD3-LM: 4 nats over 256)")
+    parser.add_argument("--stop-window", type=positive_int, default=256, help="tokens --stop-entropy reads "
+                        "(default: 256)")
 
 
 def _dna_model(parser: argparse.ArgumentParser) -> None:

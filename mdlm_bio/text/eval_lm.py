@@ -48,13 +48,14 @@ def load_eval_lm(name_or_path: str = DEFAULT_EVAL_LM, device: str = "cpu", conte
     return EvalLM(model, tokenizer, int(context), str(name_or_path))
 
 
-def decode_samples(tokens: Tensor, tokenizer: TextTokenizer, separator: str) -> list[str]:
-    """Token ids [N, L] of the generating model -> text, each document marker (BOS/EOS, or BERT's CLS/SEP)
-    becoming `separator`, normally the eval LM's EOS. For GPT-2 samples under a GPT-2 eval LM this is the
-    text MDLM scores; BERT's word-piece detokenization is undone by skipping its other special tokens."""
+def decode_samples(tokens: Tensor | Sequence[Tensor], tokenizer: TextTokenizer, separator: str) -> list[str]:
+    """Token ids of the generating model ([N, L], or N rows of their own lengths) -> text, each document marker
+    (BOS/EOS, or BERT's CLS/SEP) becoming `separator`, normally the eval LM's EOS. For GPT-2 samples under a GPT-2
+    eval LM this is the text MDLM scores; BERT's word-piece detokenization is undone by skipping its other special
+    tokens."""
     markers = {tokenizer.bos_id, tokenizer.eos_id}
     texts = []
-    for row in tokens.tolist():
+    for row in (ids.tolist() for ids in tokens):
         segments, current = [], []
         for token in row:
             if token in markers:
