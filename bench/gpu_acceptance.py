@@ -3,7 +3,8 @@
     python bench/gpu_acceptance.py                         # needs CUDA; about 5 minutes on one H100/H200
     python bench/gpu_acceptance.py --out-dir bench-results/gpu --max-length 65536
 
-1. flash-attn vs SDPA: logits and every gradient of dit-small in bf16 (relative error of each tensor).
+1. flash-attn vs SDPA: logits and every gradient of dit-small in bf16 (relative error of each tensor); and block
+   diffusion's training pass with FlexAttention's block mask vs SDPA's dense mask, the same way.
 2. mamba-ssm and causal-conv1d kernels vs the torch scan: the selective scan at Caduceus-PS shapes (E 512, N 16),
    L = 1k and 8k, forward and backward in float32, with both timed; a whole caduceus-ps forward and backward in bf16.
 3. bf16 training steps: dit-small and caduceus-ps at L = 1k, and caduceus-ps at the longest L that fits (doubling
@@ -36,7 +37,13 @@ from bench_train_throughput import measure
 from harness import device_description, environment_variable, matmul_flops_per_second, run_isolated, synchronize, write_json
 
 from mdlm_bio.backbones import build_backbone
-from mdlm_bio.backbones.kernels import causal_conv1d_kernel, flash_attention_kernel, kernels_apply, selective_scan_kernel
+from mdlm_bio.backbones.kernels import (
+    causal_conv1d_kernel,
+    flash_attention_kernel,
+    flex_attention_kernel,
+    kernels_apply,
+    selective_scan_kernel,
+)
 from mdlm_bio.backbones.scan import selective_scan_torch
 from mdlm_bio.training.data import preset_backbone
 
@@ -169,6 +176,31 @@ def check_flash_attention(context: Context) -> list[Row]:
     tokens = torch.randint(0, vocab, (context.sizes.attention_batch, context.sizes.attention_length), device=context.device)
     return [compare_model_paths(model, tokens, torch.bfloat16, BF16_TOLERANCE, name,
                                 [("flash_attn", "flash_attn_varlen_qkvpacked_func")])]
+
+
+class BlockDiffusionPass(torch.nn.Module):
+    """A DiT's block diffusion training pass as a module of tokens: [x_t, x_0] with every third token masked."""
+
+    def __init__(self, model: torch.nn.Module, block_size: int) -> None:
+        super().__init__()
+        self.model, self.block_size = model, block_size
+
+    def forward(self, tokens: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        mask_id = self.model.output_layer.linear.out_features - 1
+        noisy = tokens.clone()
+        noisy[:, ::3] = mask_id
+        return self.model.block_logits(noisy, tokens, self.block_size)
+
+
+def check_block_diffusion_flex(context: Context) -> list[Row]:
+    name = f"block diffusion: FlexAttention vs SDPA's dense mask, {context.sizes.attention_preset} bf16, blocks of 16"
+    if flex_attention_kernel() is None or not kernels_run_on(context.device):
+        return [skipped(name, f"torch has no FlexAttention, or kernels do not run on {context.device}")]
+    torch.manual_seed(0)
+    model = perturb(build_backbone(preset_backbone(context.sizes.attention_preset)).to(context.device))
+    tokens = torch.randint(0, model.output_layer.linear.out_features - 1,
+                           (context.sizes.attention_batch, context.sizes.attention_length), device=context.device)
+    return [compare_model_paths(BlockDiffusionPass(model, 16), tokens, torch.bfloat16, BF16_TOLERANCE, name, [])]
 
 
 # ---------------------------------------------------------------- 2. mamba-ssm and causal-conv1d
@@ -331,8 +363,8 @@ def check_multi_gpu(context: Context) -> list[Row]:
              "ddp_bits": ddp, "fsdp_bits": fsdp, "detail": f"{steps} steps: DDP {ddp:.4f} vs FSDP {fsdp:.4f} bits/base"}]
 
 
-CHECKS: list[Callable[[Context], list[Row]]] = [check_flash_attention, check_mamba_kernels, check_training_throughput,
-                                               check_end_to_end, check_multi_gpu]
+CHECKS: list[Callable[[Context], list[Row]]] = [check_flash_attention, check_block_diffusion_flex, check_mamba_kernels,
+                                               check_training_throughput, check_end_to_end, check_multi_gpu]
 
 
 # ---------------------------------------------------------------- report

@@ -4,10 +4,17 @@ are an autoregressive model."""
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
-from mdlm_bio.backbones.block_attention import AttentionView, block_diffusion_mask
+from mdlm_bio.backbones.block_attention import (
+    AttentionView,
+    block_diffusion_mask,
+    block_diffusion_mask_mod,
+    flex_block_mask,
+)
 from mdlm_bio.backbones.dit import DiT
 from mdlm_bio.diffusion import LogLinearSchedule, MaskedDiffusion
 from mdlm_bio.diffusion.block_diffusion import BlockDiffusion
@@ -132,3 +139,18 @@ def test_times_are_one_per_block_antithetic_over_batch_and_blocks_and_clipped_wh
     assert engine.blocks(10) == 3  # a shorter last block: the end of a record
     with pytest.raises(ValueError, match=r"the clipped schedule needs 0 <= beta < omega <= 1; got \(0.8, 0.3\)"):
         BlockDiffusion(LogLinearSchedule(), MASK, 4, clip=(0.8, 0.3))
+
+
+def test_flexattentions_block_mask_is_the_dense_mask():
+    """On CUDA the training pass takes FlexAttention with this mask_mod (when torch has it); here it must agree with
+    the dense mask, and its eager attention with SDPA's."""
+    flex = pytest.importorskip("torch.nn.attention.flex_attention")
+    index = torch.arange(16)
+    dense = block_diffusion_mask_mod(8, 2)(None, None, index[:, None], index[None, :])
+    assert torch.equal(dense, block_diffusion_mask(8, 2))
+    q, k, v = (torch.randn(2, 4, 16, 8, generator=torch.Generator().manual_seed(seed)) for seed in range(3))
+    with warnings.catch_warnings():  # eager FlexAttention is its (exact) reference path, and says so
+        warnings.simplefilter("ignore")
+        out = flex.flex_attention(q, k, v, block_mask=flex_block_mask(8, 2, "cpu"))
+    reference = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=block_diffusion_mask(8, 2))
+    torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-5)

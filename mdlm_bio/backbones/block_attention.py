@@ -10,6 +10,7 @@ keep them, block by block, as a cache of keys and values (exactly, not approxima
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import torch
@@ -25,6 +26,29 @@ def block_diffusion_mask(length: int, block_size: int, device: torch.device | st
     clean_to_clean = key <= query
     never = torch.zeros(length, length, dtype=torch.bool, device=device)
     return torch.cat([torch.cat([noisy_to_noisy, noisy_to_clean], dim=1), torch.cat([never, clean_to_clean], dim=1)])
+
+
+def block_diffusion_mask_mod(length: int, block_size: int):
+    """block_diffusion_mask as FlexAttention's mask_mod (query index, key index -> may attend), so the attention
+    of [x_t, x_0] can skip the blocks the mask rules out."""
+    def may_attend(batch: Tensor, head: Tensor, query: Tensor, key: Tensor) -> Tensor:
+        query_noisy, key_noisy = query < length, key < length
+        query_block = torch.where(query_noisy, query, query - length) // block_size
+        key_block = torch.where(key_noisy, key, key - length) // block_size
+        return ((query_noisy & key_noisy & (query_block == key_block))
+                | (query_noisy & ~key_noisy & (key_block < query_block))
+                | (~query_noisy & ~key_noisy & (key_block <= query_block)))
+
+    return may_attend
+
+
+@functools.cache
+def flex_block_mask(length: int, block_size: int, device: str):
+    """FlexAttention's block mask of block_diffusion_mask for [x_t, x_0] of 2L tokens (built once per shape)."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    return create_block_mask(block_diffusion_mask_mod(length, block_size), None, None, 2 * length, 2 * length,
+                             device=device)
 
 
 def block_causal_mask(length: int, block_size: int, device: torch.device | str = "cpu") -> Tensor:
@@ -83,3 +107,4 @@ class AttentionView:
     mask: Tensor | None = None
     cache: KeyValueCache | None = None
     extend: bool = False
+    block_size: int | None = None  # the mask is block diffusion's training mask with blocks of this size

@@ -18,8 +18,9 @@ from .block_attention import (
     block_causal_mask,
     block_diffusion_mask,
     block_diffusion_positions,
+    flex_block_mask,
 )
-from .kernels import flash_attention_kernel, kernels_apply
+from .kernels import flash_attention_kernel, flex_attention_kernel, kernels_apply
 
 FREQUENCY_DIM = 256
 
@@ -136,6 +137,9 @@ def _viewed_attention(q: Tensor, k: Tensor, v: Tensor, rotary: Rotary, view: Att
     if view.extend:
         view.cache.append(layer, k, v)
     keys, values = (k, v) if past is None else (torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2))
+    flex = flex_attention_kernel() if view.block_size is not None and kernels_apply(q) else None
+    if flex is not None:  # the block-sparse mask on CUDA: blocks the mask rules out are skipped, not computed
+        return flex(q, keys, values, block_mask=flex_block_mask(q.shape[2] // 2, view.block_size, str(q.device)))
     return F.scaled_dot_product_attention(q, keys, values, attn_mask=view.mask)
 
 
@@ -259,7 +263,7 @@ class DiT(nn.Module):
                              "sequence (time_conditioning: true); build it with time_conditioning: false")
         length = noisy.shape[1]
         view = AttentionView(block_diffusion_positions(length, noisy.device),
-                             block_diffusion_mask(length, block_size, noisy.device))
+                             block_diffusion_mask(length, block_size, noisy.device), block_size=block_size)
         x, cond = self.features(torch.cat([noisy, clean], dim=1), None, view)
         return x[:, :length], cond
 

@@ -1,4 +1,5 @@
-"""Optional GPU kernels: mamba-ssm's selective scan, causal-conv1d's convolution and flash-attn's attention.
+"""Optional GPU kernels: mamba-ssm's selective scan, causal-conv1d's convolution, flash-attn's attention, and
+torch's FlexAttention for block diffusion's block-sparse mask.
 
 Each package is imported once, on first use. A backbone calls a kernel only when the package imports and the
 tensors are on a device the kernels run on; otherwise it takes its pure-torch path, so everything also runs on
@@ -53,6 +54,17 @@ def causal_conv1d_kernel() -> Callable | None:
 def flash_attention_kernel() -> Callable | None:
     """flash-attn's attention over packed qkv with cumulative sequence lengths (as MDLM's DiT calls it)."""
     return _entry_point("flash_attn", "flash_attn_varlen_qkvpacked_func")
+
+
+@functools.cache
+def flex_attention_kernel() -> Callable | None:
+    """torch's FlexAttention, compiled (block diffusion's block-sparse mask on CUDA); None where torch lacks it."""
+    found = _optional_module("torch.nn.attention.flex_attention")
+    if found is None:
+        return None
+    import torch
+
+    return torch.compile(found.flex_attention, dynamic=False)
 
 
 def forget_imports() -> None:
