@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..locks import exclusive
 from .download import download
 from .genome import INDEX_NAME, SPLITS_NAME, Genome, convert_fasta, load_intervals
 
@@ -40,10 +41,11 @@ def prepare_hg38(data_dir: str | Path, fasta_url: str | None = None, bed_url: st
     the size its server reports, not UCSC's checksum, since a mirror may hold another build of the file.
     """
     data_dir = Path(data_dir)
-    fasta = _fetch(HG38_FASTA, fasta_url, data_dir)
-    _fetch(HG38_BED, bed_url, data_dir)
-    genome = convert_fasta(fasta, data_dir)
-    load_intervals(genome)
+    with exclusive(data_dir, "data folder"):  # two downloads into one file would interleave their bytes
+        fasta = _fetch(HG38_FASTA, fasta_url, data_dir)
+        _fetch(HG38_BED, bed_url, data_dir)
+        genome = convert_fasta(fasta, data_dir)
+        load_intervals(genome)
     return genome
 
 

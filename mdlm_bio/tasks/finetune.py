@@ -31,12 +31,14 @@ from ..dna.benchmarks import (
     resolve_data_dir,
 )
 from ..dna.tokenizer import BASE_IDS, COMPLEMENT_MAP
+from ..locks import exclusive_on_rank_zero
 from ..models import load_model
 from ..training.callbacks import StopOnNonFinite
 from ..training.classifier import SequenceClassifier
 from ..training.config import load_config, save_config, to_plain
 from ..training.data.labelled import LabelledDataModule
 from ..training.limits import check_training_memory
+from ..training.terminal import quiet_lightning
 from ..training.trainer import build_trainer
 from .benchmark_table import SeedResult, write_results
 
@@ -141,7 +143,13 @@ def finetune_benchmarks(config: DictConfig, datasets: list[str] | None, num_seed
     names = select_datasets(datasets, data_dir)
     check_same_settings(config)
     init = pretrained_backbone(config.init_from, trust_checkpoint) if config.init_from else None
-    save_config(config, Path(config.run_dir) / "config.yaml")
+    with exclusive_on_rank_zero(config.run_dir, "run folder"), quiet_lightning(Path(config.run_dir)):
+        save_config(config, Path(config.run_dir) / "config.yaml")  # two sweeps on one folder would share its seeds
+        return _sweep(config, names, data_dir, num_seeds, init, ignore_memory_limit)
+
+
+def _sweep(config: DictConfig, names: list[str], data_dir: Path, num_seeds: int,
+           init: tuple[dict[str, Any], dict[str, Any]] | None, ignore_memory_limit: bool) -> list[SeedResult]:
     results = []
     for name in names:
         dataset_dir = ensure_present(name, data_dir, config.data.download, config.data.mirror)

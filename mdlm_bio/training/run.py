@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from ..diffusion.process import make_generator
 from ..errors import CheckpointError, first_line
+from ..locks import exclusive_on_rank_zero
 from ..models import load_model
 from ..models.checkpoint_format import model_spec_of, read_checkpoint
 from ..models.spec import ModelSpec
@@ -25,6 +26,7 @@ from .data.builder import build_training_data
 from .limits import check_training_memory
 from .module import DiffusionLM
 from .settings import RunSettings, TrainingSettings, Vocabulary, resolve_backbone, run_settings
+from .terminal import quiet_lightning
 from .trainer import build_trainer
 
 
@@ -82,9 +84,22 @@ def training_settings(settings: RunSettings) -> TrainingSettings:
 
 def train(config: DictConfig, ignore_memory_limit: bool = False) -> ValidationLog:
     """Fit the model the config describes; returns the validation log (step, bits per base). A step that would
-    not fit in the device's free memory is refused before training starts, unless `ignore_memory_limit`."""
+    not fit in the device's free memory is refused before training starts, unless `ignore_memory_limit`. The run
+    folder is held for the life of the process, so a second trainer on it is refused instead of resuming from the
+    same checkpoint and overwriting this one's (locks.py); a failed start leaves no run folder behind."""
     run_dir = Path(config.run_dir)
     fresh = not run_dir.exists()
+    with exclusive_on_rank_zero(run_dir, "run folder"):
+        try:
+            with quiet_lightning(run_dir):
+                return _train(config, run_dir, fresh, ignore_memory_limit)
+        except BaseException:
+            if fresh and not (run_dir / "config.yaml").is_file():  # it failed before the config was accepted
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+
+
+def _train(config: DictConfig, run_dir: Path, fresh: bool, ignore_memory_limit: bool) -> ValidationLog:
     plain = to_plain(config)
     settings = run_settings(plain)
     L.seed_everything(settings.seed, workers=True, verbose=False)
@@ -132,7 +147,7 @@ def train(config: DictConfig, ignore_memory_limit: bool = False) -> ValidationLo
             warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
             trainer.fit(module, datamodule=data.datamodule, ckpt_path=resume)
     except BaseException as error:
-        if fresh and trainer.global_step == 0:  # a failed start leaves no run folder behind
+        if fresh and trainer.global_step == 0:
             shutil.rmtree(run_dir, ignore_errors=True)
         if isinstance(error, TrainingDiverged):
             kept = f"{last} holds the last good weights" if last.is_file() else "no checkpoint was written before it"
