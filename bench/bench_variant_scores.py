@@ -37,8 +37,8 @@ from sklearn.metrics import roc_auc_score
 from mdlm_bio.dna.fasta import read_fasta, write_fasta
 from mdlm_bio.dna.genome import BUNDLED_FASTA, BUNDLED_VALID_RECORDS
 from mdlm_bio.dna.tokenizer import N, decode, encode
-from mdlm_bio.dna.variant_plan import AlleleWindows, allele_windows, plan_alleles
-from mdlm_bio.dna.vcf import Reference, read_vcf
+from mdlm_bio.dna.variant_plan import AlleleWindows, allele_windows, plan_record
+from mdlm_bio.dna.vcf import Reference, VcfReader
 from mdlm_bio.models import load_model
 from mdlm_bio.models.handle import Model
 from mdlm_bio.tasks.score_variants import score_variants
@@ -92,7 +92,8 @@ def deletion_errors(ckpt: str, reference: Path, vcf: Path, folder: Path, mc: int
         paired = [float(row["standard_error"]) for row in csv.DictReader(handle, delimiter="\t")
                   if row["standard_error"] != "."]
     model, genome = load_model(ckpt), Reference(reference)
-    alleles = [a for a in plan_alleles(read_vcf(vcf), genome, model.context, False, vcf) if a.kind]
+    with VcfReader(vcf) as reader:
+        alleles = [a for record, _ in reader for a in plan_record(record, genome, model.context, False, vcf) if a.kind]
     independent = [independent_standard_error(model, allele_windows(a, genome), mc) for a in alleles]
     return {"model": ckpt, "deletions": len(paired), "mc": mc, "paired_se_median": statistics.median(paired),
             "independent_se_median": statistics.median(independent)}

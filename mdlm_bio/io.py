@@ -76,6 +76,16 @@ def atomic_output(path: str | Path, mode: str = "w") -> Iterator[IO]:
         raise
 
 
+def file_identity(path: str | Path) -> dict[str, object] | None:
+    """A file as a resumable job's fingerprint sees it: where it is, its size and when it last changed; None for
+    standard input or a pipe, which cannot be recognised again."""
+    if str(path) == STDIN or not Path(path).is_file():
+        return None
+    resolved = Path(path).resolve()
+    stat = resolved.stat()
+    return {"path": str(resolved), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
 def write_json_and_markdown(out_dir: Path, stem: str, payload: Any, markdown: str) -> Path:
     """`stem.json` (the numbers) and `stem.md` (the table people read), each written atomically; returns the .md."""
     with atomic_output(Path(out_dir) / f"{stem}.json") as handle:

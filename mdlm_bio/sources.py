@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .io import file_identity
+
 HF_PREFIX = "hf:"
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"  # what a run folder is read through
 
@@ -21,3 +23,11 @@ def local_checkpoint(source: str | Path) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}; train one with `mdlm-bio train demo` or pass a .ckpt file")
     return path
+
+
+def source_identity(source: str | Path) -> dict[str, object]:
+    """A checkpoint as a resumable job's fingerprint sees it: a hub name as given; a local one as its file's
+    path, size and time of change, so a run that wrote a newer checkpoint since is another job."""
+    if is_hub_name(source):
+        return {"source": str(source)}
+    return {"source": str(source), **(file_identity(local_checkpoint(source)) or {})}

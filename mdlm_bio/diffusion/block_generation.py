@@ -46,7 +46,7 @@ def generate_blocks(
     mask_id: int,
     num: int,
     length: int,
-    seed: int,
+    seed: int | torch.Generator,
     batch_size: int,
     prompt: Tensor | None = None,
     stop: StopRule | None = None,

@@ -27,7 +27,7 @@ def generate(
     mask_id: int,
     num: int,
     length: int,
-    seed: int,
+    seed: int | torch.Generator,
     batch_size: int = 16,
     prompt: Tensor | None = None,
     device: torch.device | str = "cpu",

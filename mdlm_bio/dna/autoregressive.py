@@ -32,7 +32,7 @@ def windowed(network: CausalNetwork, context: int) -> CausalNetwork:
 
 @torch.no_grad()
 def sample_autoregressive(network: CausalNetwork, *, num: int, length: int, context: int, prompt: Tensor | None = None,
-                          top_p: float | None = None, seed: int = 0, batch_size: int = 16,
+                          top_p: float | None = None, seed: int | torch.Generator = 0, batch_size: int = 16,
                           device: torch.device | str = "cpu",
                           progress: Callable[[int], None] | None = None) -> SampleOutput:
     """`num` sequences of `length` tokens, left to right with float64 draws, continuing `prompt` (1-D, kept as

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
+import shutil
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ from typing import IO
 import numpy as np
 from Bio import SeqIO
 from Bio.Seq import Seq
+from Bio.SeqIO.FastaIO import FastaWriter
 from Bio.SeqRecord import SeqRecord
 
 from ..io import atomic_output, open_input
@@ -75,14 +78,34 @@ def read_fasta(path: str | Path, policy: AmbiguityPolicy = "n") -> Iterator[Reco
         raise FastaError(f"{path}: no FASTA records (a FASTA file starts with '>name')")
 
 
-def write_fasta(records: Iterable[tuple[str, str, str]], path: str | Path, line_width: int = 80) -> int:
+LINE_WIDTH = 80
+
+
+def append_fasta(handle: IO[str], records: Iterable[tuple[str, str, str]], line_width: int = LINE_WIDTH) -> None:
+    """Append (name, description, bases) records to an open text file."""
+    FastaWriter(handle, wrap=line_width).write_records(
+        SeqRecord(Seq(bases), id=name, description=description) for name, description, bases in records)
+
+
+def publish_fasta(part: Path, out: Path) -> None:
+    """Move a complete plain FASTA under `out`, gzip-compressed (with no timestamp, so the bytes are
+    reproducible) when `out` ends in .gz."""
+    if out.suffix != ".gz":
+        os.replace(part, out)
+        return
+    with open(part, "rb") as source, atomic_output(out, "wb") as raw, \
+            gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as packed:
+        shutil.copyfileobj(source, packed)
+
+
+def write_fasta(records: Iterable[tuple[str, str, str]], path: str | Path, line_width: int = LINE_WIDTH) -> int:
     """Write (name, description, bases) records atomically; gzip when the name ends in .gz. Returns the count."""
-    path = Path(path)
-    seq_records = [SeqRecord(Seq(bases), id=name, description=description) for name, description, bases in records]
+    path, records = Path(path), list(records)
     if path.suffix == ".gz":
-        with atomic_output(path, "wb") as raw, gzip.open(raw, "wt") as handle:
-            SeqIO.FastaIO.FastaWriter(handle, wrap=line_width).write_file(seq_records)
+        with atomic_output(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as packed, \
+                io.TextIOWrapper(packed, encoding="utf-8", newline="") as handle:
+            append_fasta(handle, records, line_width)
     else:
         with atomic_output(path) as handle:
-            SeqIO.FastaIO.FastaWriter(handle, wrap=line_width).write_file(seq_records)
-    return len(seq_records)
+            append_fasta(handle, records, line_width)
+    return len(records)

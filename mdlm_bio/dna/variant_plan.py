@@ -9,10 +9,11 @@ with the reason, so the output still has one entry per ALT and the counts can be
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .vcf import Reference, VariantInputError, VcfContents, VcfRecord
+from .vcf import Reference, VariantInputError, VcfReader, VcfRecord
 
 SNV, MNV, INDEL = "SNV", "MNV", "indel"
 # why an allele was not scored: slug (as written to the VCF and TSV) -> what the summary says
@@ -68,37 +69,34 @@ def _span(record: VcfRecord, kind: str, offset: int, alt: str, window: int) -> t
     return start - flank // 2, start + len(record.ref) + flank - flank // 2
 
 
-def plan_alleles(contents: VcfContents, reference: Reference, window: int, skip_mismatches: bool,
-                 vcf: Path) -> list[Allele]:
-    """Every allele, classified and placed; a REF that disagrees with the reference is an error naming the
-    record unless `skip_mismatches`."""
-    alleles: list[Allele] = []
-    for record in contents.records:
-        reference.require_contig(record, vcf)
-        if not record.alts:
-            alleles.append(Allele(record, 0, None, "no-alt"))
+def plan_record(record: VcfRecord, reference: Reference, window: int, skip_mismatches: bool,
+                vcf: Path) -> list[Allele]:
+    """The alleles of one record, classified and placed; a REF that disagrees with the reference is an error
+    naming the record unless `skip_mismatches`."""
+    reference.require_contig(record, vcf)
+    if not record.alts:
+        return [Allele(record, 0, None, "no-alt")]
+    found = reference.fetch(record.contig, record.pos - 1, record.pos - 1 + len(record.ref))
+    if found != record.ref:
+        if not skip_mismatches:
+            raise VariantInputError(
+                f"{vcf} {record.where}: REF {record.ref!r} disagrees with {reference.path}, which has "
+                f"{found or 'nothing (past the end)'!r} there; is it the same assembly? --skip-mismatches skips "
+                f"such records and counts them")
+        return [Allele(record, index, None, "ref-mismatch") for index in range(len(record.alts))]
+    alleles = []
+    for index, alt in enumerate(record.alts):
+        classified = _classify(record.ref, alt)
+        if isinstance(classified, str):
+            alleles.append(Allele(record, index, None, classified))
             continue
-        found = reference.fetch(record.contig, record.pos - 1, record.pos - 1 + len(record.ref))
-        if found != record.ref:
-            if not skip_mismatches:
-                raise VariantInputError(
-                    f"{vcf} {record.where}: REF {record.ref!r} disagrees with {reference.path}, which has "
-                    f"{found or 'nothing (past the end)'!r} there; is it the same assembly? --skip-mismatches skips "
-                    f"such records and counts them")
-            alleles.extend(Allele(record, index, None, "ref-mismatch") for index in range(len(record.alts)))
+        kind, offset = classified
+        if kind != SNV and 2 * max(len(record.ref), len(alt)) > window:
+            alleles.append(Allele(record, index, None, "too-long"))
             continue
-        for index, alt in enumerate(record.alts):
-            classified = _classify(record.ref, alt)
-            if isinstance(classified, str):
-                alleles.append(Allele(record, index, None, classified))
-                continue
-            kind, offset = classified
-            if kind != SNV and 2 * max(len(record.ref), len(alt)) > window:
-                alleles.append(Allele(record, index, None, "too-long"))
-                continue
-            start, end = _span(record, kind, offset, alt, window)
-            skip = "contig-end" if start < 0 or end > reference.lengths[record.contig] else None
-            alleles.append(Allele(record, index, None if skip else kind, skip, offset, start, end))
+        start, end = _span(record, kind, offset, alt, window)
+        skip = "contig-end" if start < 0 or end > reference.lengths[record.contig] else None
+        alleles.append(Allele(record, index, None if skip else kind, skip, offset, start, end))
     return alleles
 
 
@@ -124,13 +122,74 @@ def allele_windows(allele: Allele, reference: Reference) -> AlleleWindows:
     return AlleleWindows(ref, ref[:left] + allele.alt + ref[left + len(record.ref) :], left, right)
 
 
-def summary(alleles: list[Allele]) -> str:
-    """'scored 10 alleles (8 SNV, 2 indel); skipped 3: 2 symbolic ..., 1 too close ...'"""
-    scored = Counter(allele.kind for allele in alleles if allele.kind)
-    skipped = Counter(allele.skip for allele in alleles if allele.skip)
-    kinds = ", ".join(f"{scored[kind]} {kind}" for kind in (SNV, MNV, INDEL) if scored[kind])
-    text = f"scored {sum(scored.values())} alleles" + (f" ({kinds})" if kinds else "")
-    if skipped:
-        text += f"; skipped {sum(skipped.values())}: " + ", ".join(
-            f"{count} {SKIP_REASONS[reason]}" for reason, count in skipped.most_common())
-    return text
+@dataclass
+class AlleleCounts:
+    """How many alleles of each kind will be scored and why the others will not: all a summary needs, so a
+    whole-genome VCF is planned without holding its alleles."""
+
+    kinds: Counter[str] = field(default_factory=Counter)
+    skips: Counter[str] = field(default_factory=Counter)
+
+    def add(self, alleles: list[Allele]) -> None:
+        self.kinds.update(allele.kind for allele in alleles if allele.kind)
+        self.skips.update(allele.skip for allele in alleles if allele.skip)
+
+    @property
+    def scorable(self) -> int:
+        return sum(self.kinds.values())
+
+    def summary(self) -> str:
+        """'scored 10 alleles (8 SNV, 2 indel); skipped 3: 2 symbolic ..., 1 too close ...'"""
+        kinds = ", ".join(f"{self.kinds[kind]} {kind}" for kind in (SNV, MNV, INDEL) if self.kinds[kind])
+        text = f"scored {self.scorable} alleles" + (f" ({kinds})" if kinds else "")
+        if self.skips:
+            text += f"; skipped {sum(self.skips.values())}: " + ", ".join(
+                f"{count} {SKIP_REASONS[reason]}" for reason, count in self.skips.most_common())
+        return text
+
+
+@dataclass(frozen=True)
+class VcfPlan:
+    header: str  # as htslib holds it after every record
+    records: int
+    counts: AlleleCounts
+
+
+def check_variants(vcf: Path, reference: Reference, window: int, skip_mismatches: bool) -> VcfPlan:
+    """One pass over the VCF in constant memory before any scoring: every error its records can raise, a
+    malformed or unsorted record anywhere before a record that disagrees with the reference, and the counts for
+    the progress bar and the summary."""
+    counts, records = AlleleCounts(), 0
+    disagreement: VariantInputError | None = None
+    with VcfReader(vcf) as reader:
+        for record, _ in reader:
+            records += 1
+            if disagreement is None:
+                try:
+                    counts.add(plan_record(record, reference, window, skip_mismatches, vcf))
+                except VariantInputError as error:
+                    disagreement = error
+        if disagreement is not None:
+            raise disagreement
+        return VcfPlan(reader.header, records, counts)
+
+
+PlannedRecord = tuple[VcfRecord, str, list[Allele]]  # a record, its line, its alleles
+
+
+def planned_chunks(records: Iterable[tuple[VcfRecord, str]], reference: Reference, window: int,
+                   skip_mismatches: bool, vcf: Path, size: int) -> Iterator[list[PlannedRecord]]:
+    """Records with their alleles, in groups of `size` scorable alleles (or 4 x `size` records): the units of
+    work a resumable run commits. The groups depend only on the file and `size`, so a run resumed after a whole
+    group scores the same batches as one that never stopped."""
+    chunk: list[PlannedRecord] = []
+    scorable = 0
+    for record, line in records:
+        alleles = plan_record(record, reference, window, skip_mismatches, vcf)
+        chunk.append((record, line, alleles))
+        scorable += sum(1 for allele in alleles if allele.kind)
+        if scorable >= size or len(chunk) >= 4 * size:
+            yield chunk
+            chunk, scorable = [], 0
+    if chunk:
+        yield chunk

@@ -7,10 +7,11 @@ contig the reference lacks, with a hint when only a 'chr' prefix differs), found
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,12 +43,6 @@ class VcfRecord:
     @property
     def where(self) -> str:
         return f"line {self.line} ({self.site})"
-
-
-@dataclass(frozen=True)
-class VcfContents:
-    records: list[VcfRecord]
-    header: str  # the header as htslib holds it after reading every record (tags it had to add included)
 
 
 @contextmanager
@@ -90,33 +85,53 @@ def _open_vcf(path: Path) -> pysam.VariantFile:
     return vcf
 
 
-def read_vcf(path: Path) -> VcfContents:
-    """Every record of a VCF or VCF.gz, checked to parse and to be sorted (contigs in blocks, positions rising)."""
-    path = Path(path)
-    first_line = _header_lines(path) + 1
-    records: list[VcfRecord] = []
-    finished: dict[str, int] = {}  # contig -> the line where its block ended
-    with _quiet_htslib(), _open_vcf(path) as vcf:
-        iterator = iter(vcf)
-        while True:
-            line = first_line + len(records)
+class VcfReader:
+    """A VCF or VCF.gz read record by record, in constant memory, checked as it goes to parse and to be sorted
+    (contigs in blocks, positions rising). Iterating yields each record and its line as htslib writes it back;
+    `header` is the header as htslib holds it after the records read so far (tags it had to add included)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._first_line = _header_lines(self.path) + 1
+        self._stack = ExitStack()
+
+    def __enter__(self) -> VcfReader:
+        with ExitStack() as stack:
+            stack.enter_context(_quiet_htslib())
+            self._vcf = stack.enter_context(_open_vcf(self.path))
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stack.close()
+
+    @property
+    def header(self) -> str:
+        return str(self._vcf.header)
+
+    def __iter__(self) -> Iterator[tuple[VcfRecord, str]]:
+        finished: set[str] = set()  # contigs whose block has ended
+        previous: VcfRecord | None = None
+        iterator = iter(self._vcf)
+        for index in itertools.count():
+            line = self._first_line + index
             try:
                 record = next(iterator)
             except StopIteration:
-                break
+                return
             except (OSError, ValueError):
-                raise VariantInputError(f"{path} line {line} is not a valid VCF record: {_line_text(path, line)!r}") \
-                    from None
-            current = VcfRecord(len(records), line, record.chrom, record.pos, record.id, record.ref.upper(),
+                raise VariantInputError(f"{self.path} line {line} is not a valid VCF record: "
+                                        f"{_line_text(self.path, line)!r}") from None
+            current = VcfRecord(index, line, record.chrom, record.pos, record.id, record.ref.upper(),
                                 tuple(alt.upper() for alt in record.alts or ()))
-            if records and current.contig != records[-1].contig:
-                finished[records[-1].contig] = line
-            if current.contig in finished or (records and current.contig == records[-1].contig
-                                              and current.pos < records[-1].pos):
-                raise VariantInputError(f"{path} line {line}: {current.site} comes after {records[-1].site}; the VCF "
-                                        f"is not sorted (sort it with `bcftools sort`)")
-            records.append(current)
-        return VcfContents(records, str(vcf.header))
+            if previous is not None and current.contig != previous.contig:
+                finished.add(previous.contig)
+            if current.contig in finished or (previous is not None and current.contig == previous.contig
+                                              and current.pos < previous.pos):
+                raise VariantInputError(f"{self.path} line {line}: {current.site} comes after {previous.site}; the "
+                                        f"VCF is not sorted (sort it with `bcftools sort`)")
+            previous = current
+            yield current, str(record).rstrip("\n")
 
 
 def _is_plain_gzip(path: Path) -> bool:
@@ -171,29 +186,32 @@ def info_header_lines(fields: Mapping[str, tuple[str, str, str]]) -> list[str]:
             for key, (number, kind, text) in fields.items()]
 
 
-def write_annotated_vcf(source: Path, contents: VcfContents, out: Path, extra_header: Sequence[str],
-                        info: Mapping[int, str]) -> None:
-    """The source VCF with `extra_header` lines before #CHROM and info[record index] appended to each record's
-    INFO column; bgzip-compressed and tabix-indexed when `out` ends in .gz."""
-    header = contents.header.rstrip("\n").split("\n")
-    header[-1:-1] = extra_header
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".vcf")
+def annotated_line(line: str, info: str) -> str:
+    """A record's line with `info` appended to its INFO column."""
+    if not info:
+        return line
+    columns = line.split("\t")
+    columns[7] = info if columns[7] == "." else f"{columns[7]};{info}"
+    return "\t".join(columns)
+
+
+def header_with(header: str, extra: Sequence[str]) -> str:
+    """The header text with `extra` lines before #CHROM, ending in a newline."""
+    lines = header.rstrip("\n").split("\n")
+    lines[-1:-1] = extra
+    return "\n".join(lines) + "\n"
+
+
+def publish_vcf(part: Path, out: Path) -> None:
+    """Move a complete plain-text VCF under `out`: bgzip-compressed and tabix-indexed when `out` ends in .gz."""
+    if out.suffix != ".gz":
+        os.replace(part, out)
+        return
+    descriptor, compressed = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".gz")
+    os.close(descriptor)
     try:
-        with os.fdopen(descriptor, "w") as handle, _quiet_htslib(), _open_vcf(source) as vcf:
-            handle.write("\n".join(header) + "\n")
-            for index, record in enumerate(vcf):
-                columns = str(record).rstrip("\n").split("\t")
-                if index in info:
-                    columns[7] = info[index] if columns[7] == "." else f"{columns[7]};{info[index]}"
-                handle.write("\t".join(columns) + "\n")
-        if out.suffix == ".gz":
-            compressed = temporary + ".gz"
-            pysam.tabix_compress(temporary, compressed, force=True)
-            os.replace(compressed, out)
-            pysam.tabix_index(str(out), preset="vcf", force=True)
-        else:
-            os.replace(temporary, out)
+        pysam.tabix_compress(str(part), compressed, force=True)
+        os.replace(compressed, out)
     finally:
-        Path(temporary).unlink(missing_ok=True)
+        Path(compressed).unlink(missing_ok=True)
+    pysam.tabix_index(str(out), preset="vcf", force=True)

@@ -30,7 +30,7 @@ class AutoregressiveModel(Model):
     score_name: ClassVar[str] = "nll_nats"
 
     @torch.no_grad()
-    def sample(self, sampler: Sampler, *, num: int, length: int, seed: int, batch_size: int,
+    def sample(self, sampler: Sampler, *, num: int, length: int, seed: int | torch.Generator, batch_size: int,
                prompt: np.ndarray | None = None, start_token: int | None = None,
                condition: Conditioning = Conditioning(), stop: StopRule | None = None,
                progress: Callable[[int], None] | None = None) -> SampleOutput:

@@ -41,7 +41,7 @@ class DiffusionModel(Model):
         return Conditioning(label, weight, f" class={self.classes[label]} guidance={weight:g}")
 
     @torch.no_grad()
-    def sample(self, sampler: Sampler, *, num: int, length: int, seed: int, batch_size: int,
+    def sample(self, sampler: Sampler, *, num: int, length: int, seed: int | torch.Generator, batch_size: int,
                prompt: np.ndarray | None = None, start_token: int | None = None,
                condition: Conditioning = Conditioning(), stop: StopRule | None = None,
                progress: Callable[[int], None] | None = None) -> SampleOutput:

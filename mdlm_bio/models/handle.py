@@ -7,6 +7,7 @@ something (an autoregressive model infilling a gap) refuses in its own implement
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -122,14 +123,30 @@ class Model(ABC):
                              f"{self.kind_name}")
         return Conditioning()
 
+    def random_source(self, seed: int, saved: str | None = None) -> torch.Generator:
+        """A generator on the model's device for `sample` to draw from batch after batch: seeded, or where a
+        stopped job left it (`saved`, from `saved_state`). Drawing N samples a batch at a time from one generator
+        gives the same samples as one call for all N."""
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(seed)
+        if saved is not None:
+            generator.set_state(torch.frombuffer(bytearray(base64.b64decode(saved)), dtype=torch.uint8))
+        return generator
+
+    @staticmethod
+    def saved_state(generator: torch.Generator) -> str:
+        """A generator's state as text a job's state file can hold."""
+        return base64.b64encode(generator.get_state().numpy().tobytes()).decode("ascii")
+
     # ------------------------------------------------------------------ what each kind implements
 
     @abstractmethod
-    def sample(self, sampler: Sampler, *, num: int, length: int, seed: int, batch_size: int,
+    def sample(self, sampler: Sampler, *, num: int, length: int, seed: int | torch.Generator, batch_size: int,
                prompt: np.ndarray | None = None, start_token: int | None = None,
                condition: Conditioning = Conditioning(), stop: StopRule | None = None,
                progress: Callable[[int], None] | None = None) -> SampleOutput:
-        """`num` sequences [num, length] on the CPU, continuing the 1-D `prompt` if given; `progress(n)` is told
+        """`num` sequences [num, length] on the CPU, continuing the 1-D `prompt` if given, drawn from a generator
+        seeded with `seed` (or from `seed` itself when it is one: `random_source`); `progress(n)` is told
         of new tokens as they are drawn. `start_token` is the token every training block began with (a text
         tokenizer's BOS): where a kind needs a first token to condition on, it starts there. `stop` gives the
         samples variable lengths (`lengths` of the output): a block diffusion model stops generating there, the

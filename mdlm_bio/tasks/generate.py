@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import sys
+from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
+from .. import __version__
 from ..diffusion.sampler import Sampler
 from ..diffusion.stopping import StopRule
-from ..dna.fasta import read_fasta, write_fasta
+from ..dna.fasta import append_fasta, publish_fasta, read_fasta, write_fasta
 from ..dna.regions import n_runs, read_regions, record_lengths
 from ..dna.tokenizer import decode
-from ..io import check_writable
+from ..io import check_writable, file_identity
+from ..resumable import ResumableOutputs
+from ..sources import source_identity
 from .common import load_for
-
-if TYPE_CHECKING:
-    from ..diffusion.denoiser import SampleOutput
 
 
 def sample(
@@ -26,7 +27,8 @@ def sample(
 ) -> None:
     """`num` sequences of `length` bases (None: the model's context; longer ones semi-autoregressively, or block
     by block), continuing the first record of `prompt` if given; `stop_entropy` ends a sequence early where its
-    last `stop_window` bases have less entropy (nats)."""
+    last `stop_window` bases have less entropy (nats). Batches stream into the output in constant memory; a run
+    that is stopped resumes from its last batch when the same command is run again, with the same samples."""
     stop = None if stop_entropy is None else StopRule(entropy=stop_entropy, window=stop_window)
     check_writable(out)
     start = next(iter(read_fasta(prompt))).tokens if prompt else None
@@ -36,30 +38,48 @@ def sample(
         raise ValueError(f"{prompt}: the prompt ({len(start)} bases) must be shorter than --length ({length}) "
                          f"and the model's context ({model.context})")
     condition = model.conditioning(class_label, guidance)
-    # Per call a batch of context-long windows; on the side the [num, length] int64 canvas and the FASTA text.
-    model.check_memory(min(batch_size, num), min(length, model.context), 9 * num * length,
-                       f"sampling {num} x {length} bases", "lower --num, --length or --batch-size", ignore_memory_limit)
-    new_bases = num * (length - (0 if start is None else len(start)))
-    with tqdm(total=new_bases, desc="sampling", unit="base", unit_scale=True) as bar:
-        drawn = model.sample(sampler, num=num, length=length, seed=seed, batch_size=batch_size, prompt=start,
-                             condition=condition, stop=stop, progress=bar.update)
+    batch_size = min(batch_size, num)
+    # Per call a batch of context-long windows; on the side the batch's [batch, length] int64 canvas and its FASTA.
+    model.check_memory(batch_size, min(length, model.context), 9 * batch_size * length,
+                       f"sampling {batch_size} x {length} bases at once", "lower --length or --batch-size",
+                       ignore_memory_limit)
     header = f"{model.describe_sampling(sampler)} length={length} seed={seed}{condition.words} model={model.description}"
     header += "" if stop is None else f" {stop.describe()}"
     if prompt:
         header += f" prompt={prompt}"
-    write_fasta(((f"sample_{i}", f"sample_{i} {header}", decode(s)) for i, s in enumerate(drawn.rows())), out)
-    print(f"wrote {len(drawn.tokens)} sequences of {lengths_summary(drawn, length)} bases to {out} "
-          f"({drawn.num_calls} network calls)")
+    prompt_file = None if prompt is None else file_identity(prompt)
+    job = {"command": "sample", "model": source_identity(ckpt), "header": header, "num": num, "batch_size": batch_size,
+           "prompt": prompt_file, "version": __version__}
+    new_bases = length - (0 if start is None else len(start))
+    with ResumableOutputs([out], None if prompt and prompt_file is None else job) as outputs:
+        (fasta,) = outputs.files
+        generator = model.random_source(seed, outputs.extra.get("generator"))
+        calls, lengths = outputs.extra.get("calls", 0), Counter({int(k): v for k, v in outputs.extra.get("lengths", {}).items()})
+        if outputs.resumed:
+            print(f"resuming: {outputs.done:,} of {num:,} sequences were drawn", file=sys.stderr)
+        with tqdm(total=num * new_bases, initial=outputs.done * new_bases, desc="sampling", unit="base",
+                  unit_scale=True) as bar:
+            for begin in range(outputs.done, num, batch_size):
+                count = min(batch_size, num - begin)
+                drawn = model.sample(sampler, num=count, length=length, seed=generator, batch_size=count, prompt=start,
+                                     condition=condition, stop=stop, progress=bar.update)
+                rows = drawn.rows()
+                append_fasta(fasta, ((f"sample_{i}", f"sample_{i} {header}", decode(row))
+                                     for i, row in enumerate(rows, start=begin)))
+                calls += drawn.num_calls
+                lengths.update(len(row) for row in rows)
+                outputs.commit(begin + count, {"generator": model.saved_state(generator), "calls": calls,
+                                               "lengths": lengths})
+        outputs.finish({out: publish_fasta})
+    print(f"wrote {num} sequences of {lengths_summary(lengths)} bases to {out} ({calls} network calls)")
 
 
-def lengths_summary(drawn: SampleOutput, length: int) -> str:
+def lengths_summary(lengths: Counter[int]) -> str:
     """'256', or for samples of variable length their range and median."""
-    if drawn.lengths is None:
-        return str(length)
-    lengths = sorted(int(value) for value in drawn.lengths)
-    if lengths[0] == lengths[-1]:
-        return str(lengths[0])
-    return f"{lengths[0]} to {lengths[-1]} (median {lengths[len(lengths) // 2]})"
+    ordered = sorted(lengths.elements())
+    if ordered[0] == ordered[-1]:
+        return str(ordered[0])
+    return f"{ordered[0]} to {ordered[-1]} (median {ordered[len(ordered) // 2]})"
 
 
 def infill(ckpt: str, fasta: Path, *, out: Path, bed: Path | None, sampler: Sampler, seed: int, device: str,

@@ -3,40 +3,68 @@
 from __future__ import annotations
 
 import csv
-import io
+import itertools
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from ..dna.fasta import FastaError, read_fasta
+from .. import __version__
+from ..dna.fasta import FastaError, Record, read_fasta
 from ..dna.tokenizer import N
-from ..io import atomic_output, check_writable
+from ..io import check_writable, file_identity
+from ..resumable import ResumableOutputs
+from ..sources import source_identity
 from .common import load_for
+
+if TYPE_CHECKING:
+    from ..models.handle import Model
+
+COLUMNS = ["record", "length", "scored_bases"]
 
 
 def score(fasta: Path, ckpt: str, *, mc: int, seed: int, device: str, out: Path | None,
           ignore_memory_limit: bool) -> None:
-    """One TSV row per record, to `out` or standard output; `mc` antithetic noise draws per window."""
-    records = list(read_fasta(fasta))
-    for record in records:  # before the long part: an unscorable record is an error, not a row of nan
+    """One TSV row per record, to `out` or standard output; `mc` antithetic noise draws per window. A FASTA file
+    is read twice, in constant memory: once to check every record, once to score; standard input or a pipe is
+    held in memory instead. Rows stream into `out`, and a run that is stopped resumes from its last record."""
+    fasta_file = file_identity(fasta)
+    records = None if fasta_file else list(read_fasta(fasta))
+    count = 0
+    for record in records or read_fasta(fasta):  # before the long part: an unscorable record is an error
         if not (record.tokens != N).any():
             raise FastaError(f"{fasta}: record {record.name!r} has no A, C, G or T to score (only N)")
+        count += 1
     if out is not None:
         check_writable(out)
     model = load_for(ckpt, device, "dna", "score")
     model.check_memory(mc, model.context, 0, f"scoring with {mc} noise draws per window", "lower --mc",
                        ignore_memory_limit)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
-    writer.writerow(["record", "length", "scored_bases", model.score_name, "bits_per_base", "perplexity"])
-    for record in tqdm(records, desc="scoring", unit="record"):
-        result = model.score(record.tokens, mc, seed)
-        writer.writerow([record.name, len(record.tokens), result.tokens, f"{result.nats:.4f}",
-                         f"{result.bits_per_token:.4f}", f"{result.perplexity:.4f}"])
+    columns = [*COLUMNS, model.score_name, "bits_per_base", "perplexity"]
     if out is None:
-        sys.stdout.write(buffer.getvalue())
+        table = csv.writer(sys.stdout, delimiter="\t", lineterminator="\n")
+        table.writerow(columns)
+        for record in tqdm(records or read_fasta(fasta), total=count, desc="scoring", unit="record"):
+            table.writerow(_row(model, record, mc, seed))
         return
-    with atomic_output(out) as handle:
-        handle.write(buffer.getvalue())
+    job = {"command": "score", "fasta": fasta_file, "model": source_identity(ckpt), "mc": mc, "seed": seed,
+           "version": __version__}
+    with ResumableOutputs([out], job if fasta_file else None) as outputs:
+        table = csv.writer(outputs.files[0], delimiter="\t", lineterminator="\n")
+        if not outputs.resumed:
+            table.writerow(columns)
+            outputs.commit(0)
+        remaining: Iterable[Record] = itertools.islice(records or read_fasta(fasta), outputs.done, None)
+        for record in tqdm(remaining, total=count, initial=outputs.done, desc="scoring", unit="record"):
+            table.writerow(_row(model, record, mc, seed))
+            outputs.commit(outputs.done + 1)
+        outputs.finish()
     print(f"wrote scores to {out}")
+
+
+def _row(model: Model, record: Record, mc: int, seed: int) -> list[object]:
+    result = model.score(record.tokens, mc, seed)
+    return [record.name, len(record.tokens), result.tokens, f"{result.nats:.4f}", f"{result.bits_per_token:.4f}",
+            f"{result.perplexity:.4f}"]

@@ -10,6 +10,7 @@ on both strands and averaged, so the score does not depend on which strand the r
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 import sys
 from collections.abc import Iterator
@@ -20,11 +21,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
+from .. import __version__
 from ..dna.tokenizer import encode
-from ..dna.variant_plan import SKIP_REASONS, SNV, Allele, AlleleWindows, allele_windows, plan_alleles, summary
-from ..dna.vcf import Reference, VcfContents, info_header_lines, read_vcf, write_annotated_vcf
-from ..io import atomic_output, check_writable
+from ..dna.variant_plan import SKIP_REASONS, SNV, Allele, AlleleWindows, allele_windows, check_variants, planned_chunks
+from ..dna.vcf import Reference, VcfReader, annotated_line, header_with, info_header_lines, publish_vcf
+from ..io import check_writable, file_identity
 from ..likelihood import Estimate
+from ..resumable import ResumableOutputs
+from ..sources import source_identity
 from .common import load_for
 
 if TYPE_CHECKING:
@@ -49,32 +53,50 @@ def score_variants(vcf: Path, reference: Path, ckpt: str, *, out: Path, tsv: Pat
                    batch_size: int, seed: int, skip_mismatches: bool, device: str, trust_checkpoint: bool,
                    ignore_memory_limit: bool) -> None:
     """Score every ALT of `vcf` against `reference` and write `out` (VCF, bgzip + tabix index when .gz) and
-    `tsv` (default: next to `out`)."""
+    `tsv` (default: next to `out`). Records stream through scoring into the outputs in constant memory; a run
+    that is stopped resumes from its last committed group of records when the same command is run again."""
     tsv = tsv or out.with_name(out.name.removesuffix(".gz").removesuffix(".vcf") + ".tsv")
     for path in (out, tsv):
         check_writable(path)
-    contents, genome = read_vcf(vcf), Reference(reference)
+    genome = Reference(reference)
     model = load_for(ckpt, device, "dna", "score-variants", trust_checkpoint)
     window = window or model.context
-    alleles = plan_alleles(contents, genome, window, skip_mismatches, vcf)
+    plan = check_variants(vcf, genome, window, skip_mismatches)
     both_strands = not model.strand_symmetric
     rows = max(batch_size, mc) * (2 if both_strands else 1)
     model.check_memory(rows, window, 0, f"scoring {rows} windows of {window} bases at once",
                        "lower --batch-size or --mc, or pass a shorter --window", ignore_memory_limit)
-    scores: dict[Allele, Scored] = {}
-    scorable = [allele for allele in alleles if allele.kind]
-    with tqdm(total=len(scorable), desc="scoring variants", unit="allele") as progress:
-        for allele, scored in _scores(model, genome, scorable, mc, batch_size, seed, both_strands):
-            scores[allele] = scored
-            progress.update()
-    genome.close()
-    _write_tsv(tsv, alleles, scores)
     strands = "both strands, averaged" if both_strands else "one strand (the model is RC-equivariant)"
     header = [*info_header_lines(INFO_FIELDS),
               f'##mdlm_bio_score_variants=<Model="{model.description}",Window={window},MC={mc},Seed={seed},'
               f'Strands="{strands}">']
-    write_annotated_vcf(vcf, contents, out, header, _info_columns(contents, alleles, scores))
-    print(f"{summary(alleles)}\nwrote {out} and {tsv}", file=sys.stderr)
+    job = {"command": "score-variants", "vcf": file_identity(vcf), "reference": file_identity(reference),
+           "model": source_identity(ckpt), "window": window, "mc": mc, "batch_size": batch_size, "seed": seed,
+           "skip_mismatches": skip_mismatches, "version": __version__}
+    with ResumableOutputs([out, tsv], job if job["vcf"] else None) as outputs, VcfReader(vcf) as reader:
+        vcf_file, tsv_file = outputs.files
+        table = csv.writer(tsv_file, delimiter="\t", lineterminator="\n")
+        if outputs.resumed:
+            print(f"resuming: {outputs.done:,} of {plan.records:,} records were scored", file=sys.stderr)
+        else:
+            vcf_file.write(header_with(plan.header, header))
+            table.writerow(TSV_COLUMNS)
+            outputs.commit(0, {"alleles": 0})
+        records = itertools.islice(reader, outputs.done, None)
+        with tqdm(total=plan.counts.scorable, initial=outputs.extra["alleles"], desc="scoring variants",
+                  unit="allele") as progress:
+            for chunk in planned_chunks(records, genome, window, skip_mismatches, vcf, batch_size):
+                alleles = [allele for _, _, members in chunk for allele in members]
+                scores = dict(_scores(model, genome, [a for a in alleles if a.kind], mc, batch_size, seed,
+                                      both_strands))
+                for _, line, members in chunk:
+                    vcf_file.write(annotated_line(line, _info(members, scores)) + "\n")
+                    table.writerows(_tsv_row(allele, scores.get(allele)) for allele in members)
+                outputs.commit(outputs.done + len(chunk), {"alleles": outputs.extra["alleles"] + len(scores)})
+                progress.update(len(scores))
+        outputs.finish({out: publish_vcf})
+    genome.close()
+    print(f"{plan.counts.summary()}\nwrote {out} and {tsv}", file=sys.stderr)
 
 
 def _scores(model: Model, genome: Reference, alleles: list[Allele], mc: int, batch_size: int, seed: int,
@@ -100,35 +122,25 @@ def _number(value: float | None) -> str:
     return "." if value is None or not math.isfinite(value) else f"{value:.4f}"
 
 
-def _write_tsv(path: Path, alleles: list[Allele], scores: dict[Allele, Scored]) -> None:
-    with atomic_output(path) as handle:
-        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-        writer.writerow(["chrom", "pos", "id", "ref", "alt", "kind", "method", "score_nats", "standard_error",
-                         "skipped"])
-        for allele in alleles:
-            record, scored = allele.record, scores.get(allele)
-            estimate = scored.estimate if scored else None
-            writer.writerow([record.contig, record.pos, record.id or ".", record.ref, allele.alt, allele.kind or ".",
-                             scored.method if scored else ".", _number(estimate and estimate.value),
-                             _number(estimate and estimate.standard_error), allele.skip or "."])
+TSV_COLUMNS = ["chrom", "pos", "id", "ref", "alt", "kind", "method", "score_nats", "standard_error", "skipped"]
 
 
-def _info_columns(contents: VcfContents, alleles: list[Allele], scores: dict[Allele, Scored]) -> dict[int, str]:
-    """INFO additions per record index; one value per ALT ('.' where missing)."""
-    per_record: dict[int, list[Allele]] = {}
-    for allele in alleles:
-        per_record.setdefault(allele.record.index, []).append(allele)
-    columns = {}
-    for index, members in per_record.items():
-        if not contents.records[index].alts:
-            continue
-        found = [scores.get(allele) for allele in members]
-        values = {
-            "MDLM_BIO_SCORE": [_number(s and s.estimate.value) for s in found],
-            "MDLM_BIO_SE": [_number(s and s.estimate.standard_error) for s in found],
-            "MDLM_BIO_METHOD": [s.method if s else "." for s in found],
-            "MDLM_BIO_SKIPPED": [allele.skip or "." for allele in members],
-        }
-        columns[index] = ";".join(f"{key}={','.join(items)}" for key, items in values.items()
-                                  if any(item != "." for item in items))
-    return {index: text for index, text in columns.items() if text}
+def _tsv_row(allele: Allele, scored: Scored | None) -> list[object]:
+    record, estimate = allele.record, scored.estimate if scored else None
+    return [record.contig, record.pos, record.id or ".", record.ref, allele.alt, allele.kind or ".",
+            scored.method if scored else ".", _number(estimate and estimate.value),
+            _number(estimate and estimate.standard_error), allele.skip or "."]
+
+
+def _info(alleles: list[Allele], scores: dict[Allele, Scored]) -> str:
+    """One record's INFO additions, one value per ALT ('.' where missing); empty for a record without ALT."""
+    if not alleles[0].record.alts:
+        return ""
+    found = [scores.get(allele) for allele in alleles]
+    values = {
+        "MDLM_BIO_SCORE": [_number(s and s.estimate.value) for s in found],
+        "MDLM_BIO_SE": [_number(s and s.estimate.standard_error) for s in found],
+        "MDLM_BIO_METHOD": [s.method if s else "." for s in found],
+        "MDLM_BIO_SKIPPED": [allele.skip or "." for allele in alleles],
+    }
+    return ";".join(f"{key}={','.join(items)}" for key, items in values.items() if any(item != "." for item in items))
