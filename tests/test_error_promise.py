@@ -120,8 +120,12 @@ def damage(kind: str, good: Path, out: Path) -> str:
         return "its stored settings do not match the checksum saved with them"
     if kind == "python objects":
         torch.save({"state_dict": {}, "hyper_parameters": zipfile.ZipInfo("x")}, out)
-        return "holds Python objects besides tensors (as Lightning checkpoints do), and loading those can run code; " \
-               "mdlm-bio did not write it"
+        return "holds Python objects that a weights-only read refuses (Lightning checkpoints pickle their settings " \
+               "so, and a crafted file runs code when they are loaded); mdlm-bio did not write it"
+    if kind.startswith("crafted payload"):  # unpickling it would create a file beside it
+        torch.save({"state_dict": {}, "payload": CreatesFile(out.with_suffix(".executed"))}, out,
+                   pickle_protocol=int(kind[-2]))
+        return "holds Python objects that a weights-only read refuses"
     if kind == "bare tensor":
         torch.save(torch.zeros(3), out)
         return "holds a Tensor, not an mdlm-bio"
@@ -132,7 +136,17 @@ def damage(kind: str, good: Path, out: Path) -> str:
 
 
 DAMAGES = ["truncated", "changed weights", "flipped tensor byte", "flipped index byte", "flipped settings byte",
-           "python objects", "bare tensor", "missing key"]
+           "python objects", "crafted payload (pickle 2)", "crafted payload (pickle 4)", "bare tensor", "missing key"]
+
+
+class CreatesFile:
+    """An object whose unpickling opens (creates) a file: a harmless stand-in for a malicious payload."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple:
+        return open, (str(self.path), "w")
 
 
 @pytest.mark.parametrize("kind", DAMAGES)
@@ -140,6 +154,7 @@ def test_damaged_or_foreign_checkpoints_are_named_when_loaded(run_dir, tmp_path,
     bad = tmp_path / "bad.ckpt"
     message = damage(kind, run_dir / "checkpoints" / "last.ckpt", bad)
     assert f"{bad}: " in (err := error_of(capsys, ["score", str(fasta), "--ckpt", str(bad)])) and message in err
+    assert not bad.with_suffix(".executed").exists()
 
 
 @pytest.mark.parametrize("kind", ["truncated", "flipped tensor byte", "python objects", "bare tensor"])
@@ -180,8 +195,9 @@ def test_an_oversized_training_window_is_refused_before_anything_is_allocated(tm
 
 def test_an_oversized_sampling_request_is_refused_with_its_estimate(run_dir, tmp_path, capsys):
     out = tmp_path / "gen.fa"
-    err = error_of(capsys, ["sample", "--ckpt", str(run_dir), "--num", "100000", "--length", "100000000", "--out", str(out)])
-    assert "sampling 100000 x 100000000 bases needs about" in err and "outputs" in err
+    err = error_of(capsys, ["sample", "--ckpt", str(run_dir), "--num", "100000", "--length", "100000000", "--batch-size",
+                            "64", "--out", str(out)])
+    assert "sampling 64 x 100000000 bases at once needs about" in err and "outputs" in err  # a batch: --num streams
     assert "or pass --ignore-memory-limit to try anyway" in err and not out.exists()
 
 

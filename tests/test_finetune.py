@@ -228,7 +228,7 @@ class _Pickled:
 def test_a_pickled_published_checkpoint_is_refused_unless_trusted(tmp_path):
     torch.save({"state_dict": caduceus_state(rcps=False), "hyper_parameters": _Pickled()}, tmp_path / "published.ckpt")
     with pytest.raises(CheckpointError,
-                       match=r"holds Python objects besides tensors \(as Lightning checkpoints do\).*pass --trust-checkpoint"):
+                       match=r"holds Python objects that a weights-only read refuses.*pass --trust-checkpoint"):
         pretrained_backbone(tmp_path / "published.ckpt")
     architecture, weights = pretrained_backbone(tmp_path / "published.ckpt", trusted=True)
     assert architecture["rcps"] is False and weights

@@ -149,7 +149,7 @@ def test_a_pickled_published_checkpoint_needs_trust(texts, tmp_path, capsys):
     with pytest.raises(SystemExit):
         eval_ppl(texts, lightning_file, tmp_path / "out", "--tokenizer", str(texts / "gpt2"), "--block", "64")
     err = capsys.readouterr().err
-    assert f"{lightning_file}: holds Python objects besides tensors" in err and "pass --trust-checkpoint" in err
+    assert f"{lightning_file}: holds Python objects that a weights-only read refuses" in err and "pass --trust-checkpoint" in err
     rows = eval_ppl(texts, lightning_file, tmp_path / "out", "--tokenizer", str(texts / "gpt2"), "--block", "64",
                     "--trust-checkpoint")
     assert all(math.isfinite(row["perplexity"]) for row in rows)

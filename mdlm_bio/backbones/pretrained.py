@@ -7,8 +7,11 @@ key, a wrong shape, or tied copies that disagree are errors naming the key.
 
 from __future__ import annotations
 
+import io
 import pickle
+import pickletools
 import re
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -64,13 +67,14 @@ def read_payload(path: Path, trusted: bool = False, kind: str = "a checkpoint's 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=not trusted, mmap=mmap)
     except pickle.UnpicklingError as error:
-        if "Unsupported global" not in str(error):
+        if not _refused_objects(error, path):
             raise CheckpointError(f"{path}: cannot be read as a checkpoint; the file is damaged (its pickled index "
                                   f"does not parse). Restore a good copy") from None
         raise CheckpointError(
-            f"{path}: holds Python objects besides tensors (as Lightning checkpoints do), and loading those can run "
-            f"code; mdlm-bio did not write it (ours hold tensors and plain data only). If you trust its source, pass "
-            f"--trust-checkpoint (trusted=True in Python)") from None
+            f"{path}: holds Python objects that a weights-only read refuses (Lightning checkpoints pickle their "
+            f"settings so, and a crafted file runs code when they are loaded); mdlm-bio did not write it (ours hold "
+            f"tensors and plain data only). If you trust its source, pass --trust-checkpoint (trusted=True in "
+            f"Python)") from None
     except Exception as error:  # zip, EOF, storage and other errors of a truncated or damaged file
         reason = first_line(error).split(". ")[0]
         raise CheckpointError(f"{path}: cannot be read as a checkpoint; the file is truncated or damaged ({reason}). "
@@ -79,6 +83,21 @@ def read_payload(path: Path, trusted: bool = False, kind: str = "a checkpoint's 
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path}: holds a {type(payload).__name__}, not {kind}")
     return payload
+
+
+def _refused_objects(error: pickle.UnpicklingError, path: Path) -> bool:
+    """Whether torch's weights-only reader stopped at a well-formed pickle that loads objects (a global it does not
+    allow, or an opcode it does not run) rather than at bytes that are no pickle at all (a damaged file): the
+    stream is disassembled, which checks every opcode against the stack without running any."""
+    if re.search(r"unsupported global", str(error), re.IGNORECASE):
+        return True
+    try:
+        with zipfile.ZipFile(path) as archive:
+            index = next(name for name in archive.namelist() if name.endswith("data.pkl"))
+            pickletools.dis(archive.read(index), out=io.StringIO())
+    except Exception:  # not a zip, no index, or an index that does not disassemble
+        return False
+    return True
 
 
 def read_state_dict(path: Path, use_ema: bool = False, trusted: bool = False) -> dict[str, Tensor]:
