@@ -200,4 +200,5 @@ def test_pyproject_ships_every_subpackage():
     root = Path(__file__).resolve().parents[1]
     listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(root).parts) for p in (root / "mdlm_bio").rglob("__init__.py")}
-    assert found | {"mdlm_bio.configs"} == listed
+    presets = {f"mdlm_bio.configs.{folder.name}" for folder in (root / "configs").iterdir() if folder.is_dir()}
+    assert found | {"mdlm_bio.configs", "mdlm_bio.data"} | presets == listed
