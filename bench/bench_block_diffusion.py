@@ -43,6 +43,8 @@ from mdlm_bio.models import load_model
 from mdlm_bio.models.block_diffusion_model import BlockDiffusionModel
 from mdlm_bio.models.network import LanguageModel
 from mdlm_bio.models.spec import ModelSpec, ObjectiveSettings
+from mdlm_bio.tasks.generative_perplexity import reference_tokens
+from mdlm_bio.text.tokenizer import load_tokenizer
 
 BLOCK_SIZES = (16, 8, 4)
 CLIP_4 = (0.45, 0.95)  # the clipped schedule BD3-LM's search found for block size 4 (on LM1B)
@@ -120,7 +122,8 @@ def plot(rows: dict, track: str, path: Path) -> None:
                   label=f"BD3-LM, clipped U[{CLIP_4[0]}, {CLIP_4[1]}]")
     axis.set(xscale="log", xlabel="block size L'", ylabel=f"bits/{unit} (NELBO; AR exact)",
              title=f"Block diffusion on {'the bundled DNA' if track == 'dna' else 'State of the Union text'}")
-    axis.set_xticks(sizes, [str(size) for size in sizes])
+    ticks = sorted(set(sizes) | ({4} if "bd3-4-clip" in rows else set()))
+    axis.set_xticks(ticks, [str(size) for size in ticks])
     axis.minorticks_off()
     axis.legend()
     figure.tight_layout()
@@ -128,38 +131,67 @@ def plot(rows: dict, track: str, path: Path) -> None:
     print(f"wrote {path}")
 
 
-def judged(model, sampler, judge, num: int, length: int, batch_size: int) -> dict:
-    """Samples' bits per base under the AR judge (exact NLL), their unigram entropy, and calls per sample."""
+def judge_bits(judge, rows: torch.Tensor, track: str) -> list[float]:
+    """Each row's bits per token under the AR judge: its exact NLL (text: the first token is the given BOS)."""
+    if track == "dna":
+        return [judge.score(row.numpy().astype("uint8"), 1, 0).bits_per_token for row in rows]
+    generator, bits = torch.Generator().manual_seed(0), []
+    for row in rows:
+        total, count = judge.nll(row[None], torch.ones_like(row[None]), generator, 1, None)
+        bits.append(total / count / math.log(2))
+    return bits
+
+
+def judged(model, sampler, judge, track: str, num: int, length: int, start_token: int | None) -> dict:
+    """Samples' bits per token under the AR judge, their unigram entropy, and calls per sample."""
     begin = time.perf_counter()
-    out = model.sample(sampler, num=num, length=length, seed=0, batch_size=batch_size)
+    out = model.sample(sampler, num=num, length=length, seed=0, batch_size=num, start_token=start_token)
     seconds = time.perf_counter() - begin
-    bits = [judge.score(row.numpy().astype("uint8"), 1, 0).bits_per_token for row in out.tokens]
+    bits = judge_bits(judge, out.tokens, track)
     return {"model": model.describe_sampling(sampler), "calls_per_sample": out.row_calls / num,
             "judge_bits": float(np.mean(bits)), "judge_se": float(np.std(bits, ddof=1) / math.sqrt(num)),
             "entropy_nats": float(unigram_entropy(out.tokens).mean()), "seconds": seconds}
 
 
-def generation(out: Path, num: int, length: int) -> list[dict]:
-    """MDLM's semi-autoregressive windows against block diffusion, sample quality against network calls, judged by
-    the AR model of the likelihood part (the runs in `out`)."""
-    judge, mdlm, blocks = (load_model(out / f"dna-{name}") for name in ("ar", "mdlm", "bd3-4-clip"))
+def held_out_rows(track: str, out: Path, num: int, length: int) -> tuple[str, torch.Tensor]:
+    """`num` held-out windows of `length` tokens, tokenized as training saw them: the yardstick row."""
+    if track == "dna":
+        sequences = bundled_sequences()
+        records = [encode(sequences[name]) for name in BUNDLED_VALID_RECORDS]
+        length = min(length, min(len(record) for record in records))
+        windows = reference_windows(records, [length] * num, np.random.default_rng(0))
+        return "held-out DNA", torch.as_tensor(np.stack(windows)).long()
+    corpus = prepare_sotu(out / "sotu")
+    rows = reference_tokens(load_tokenizer(str(corpus["tokenizer"])), "openwebtext", num=num, length=length,
+                            cache_dir=out / "sotu" / "cache", text_files=[str(corpus["valid"])])
+    return "held-out addresses", rows
+
+
+def bos_of(track: str, out: Path) -> int | None:
+    """Text samples start at the tokenizer's BOS, as every training block does; DNA has none."""
+    return None if track == "dna" else load_tokenizer(str(prepare_sotu(out / "sotu")["tokenizer"])).bos_id
+
+
+def generation(track: str, out: Path, num: int, length: int) -> list[dict]:
+    """MDLM (semi-autoregressive windows beyond its context) against block diffusion (blocks of 4, clipped):
+    sample quality against network calls, judged by the AR model of the likelihood part (the runs in `out`)."""
+    judge, mdlm, blocks = (load_model(out / f"{track}-{name}") for name in ("ar", "mdlm", "bd3-4-clip"))
+    first = bos_of(track, out)
     settings = [(mdlm, make_sampler("ancestral", steps=steps)) for steps in (16, 32, 64, 128)]
     settings += [(mdlm, make_sampler("first-hitting"))]
     settings += [(blocks, make_sampler("ancestral", steps=steps)) for steps in (1, 2, 4)]
     settings += [(blocks, make_sampler("first-hitting"))]
     rows = []
     for model, sampler in settings:
-        rows.append({"kind": model.kind, **judged(model, sampler, judge, num, length, batch_size=num)})
+        rows.append({"kind": model.kind, **judged(model, sampler, judge, track, num, length, first)})
         print(rows[-1], flush=True)
-    sequences = bundled_sequences()
-    real = reference_windows([encode(sequences[name]) for name in BUNDLED_VALID_RECORDS], [length] * num,
-                             np.random.default_rng(0))
-    bits = [judge.score(window, 1, 0).bits_per_token for window in real]
-    rows.append({"kind": "held-out DNA", "model": f"held-out windows of {length}", "calls_per_sample": 0.0,
+    name, real = held_out_rows(track, out, num, length)
+    bits = judge_bits(judge, real, track)
+    rows.append({"kind": name, "model": f"{name}, windows of {real.shape[1]}", "calls_per_sample": 0.0,
                  "judge_bits": float(np.mean(bits)), "judge_se": float(np.std(bits, ddof=1) / math.sqrt(num)),
-                 "entropy_nats": float(unigram_entropy(torch.as_tensor(np.stack(real)).long()).mean()),
-                 "seconds": 0.0})
-    print(f"{'samples':<58}{'calls':>8}{'judge bits/base':>17}{'entropy':>9}{'s':>8}")
+                 "entropy_nats": float(unigram_entropy(real).mean()), "seconds": 0.0})
+    unit = "base" if track == "dna" else "token"
+    print(f"{'samples':<58}{'calls':>8}{f'judge bits/{unit}':>17}{'entropy':>9}{'s':>8}")
     for r in rows:
         print(f"{r['model'][:57]:<58}{r['calls_per_sample']:>8.0f}{r['judge_bits']:>11.4f} ± {r['judge_se']:.4f}"
               f"{r['entropy_nats']:>9.4f}{r['seconds']:>8.1f}")
@@ -175,23 +207,22 @@ def as_generated(rule: StopRule, tokens: torch.Tensor, block_size: int) -> torch
     return lengths
 
 
-def lengths(out: Path, num: int, max_length: int, entropy: float, window: int) -> dict:
-    """Block diffusion's samples ending at the entropy rule, against the same rule read on held-out DNA."""
-    model, rule = load_model(out / "dna-bd3-4-clip"), StopRule(entropy=entropy, window=window)
+def lengths(track: str, out: Path, num: int, max_length: int, entropy: float | None, window: int) -> dict:
+    """Block diffusion's samples of variable length against the same rule read on held-out windows: DNA ends at
+    the entropy rule, text at its end-of-sequence token (and the entropy rule if given)."""
+    model, first = load_model(out / f"{track}-bd3-4-clip"), bos_of(track, out)
+    rule = StopRule(token=first, entropy=entropy, window=window)  # text: BOS and EOS are one token
     drawn = model.sample(make_sampler("ancestral", steps=2), num=num, length=max_length, seed=0, batch_size=num,
-                         stop=rule)
-    sequences = bundled_sequences()
-    records = [encode(sequences[name]) for name in BUNDLED_VALID_RECORDS]
-    real = reference_windows(records, [min(max_length, min(len(r) for r in records))] * num, np.random.default_rng(0))
-    real_lengths = as_generated(rule, torch.as_tensor(np.stack(real)).long(), model.block_size)
-    summary = {name: {"quantiles": np.quantile(values.numpy(), [0.1, 0.5, 0.9]).tolist(),
-                      "stopped": float((values < width).float().mean())}
-               for name, values, width in (("samples", drawn.lengths, max_length),
-                                           ("held-out DNA", real_lengths, real[0].size))}
-    print(f"rule: entropy < {entropy} nats over {window} bases; samples up to {max_length}, held-out windows of "
-          f"{real[0].size}")
-    for name, row in summary.items():
-        print(f"{name:<14} stopped {row['stopped']:.0%}, length quantiles 10/50/90%: {row['quantiles']}")
+                         start_token=first, stop=rule)
+    name, real = held_out_rows(track, out, num, max_length)
+    real_lengths = as_generated(rule, real, model.block_size)
+    summary = {label: {"quantiles": np.quantile(values.numpy(), [0.1, 0.5, 0.9]).tolist(),
+                       "stopped": float((values < width).float().mean())}
+               for label, values, width in (("samples", drawn.lengths, max_length),
+                                            (name, real_lengths, real.shape[1]))}
+    print(f"rule: {rule.describe()}; samples up to {max_length}, held-out windows of {real.shape[1]}")
+    for label, row in summary.items():
+        print(f"{label:<20} stopped {row['stopped']:.0%}, length quantiles 10/50/90%: {row['quantiles']}")
     return summary
 
 
@@ -245,14 +276,16 @@ def main() -> None:
                        "(ar and mdlm are needed for the gap)")
     first.add_argument("--out", type=Path, default=Path("bench-results/block_diffusion"))
     third = parts.add_parser("generation")
+    third.add_argument("--track", choices=["dna", "text"], default="dna")
     third.add_argument("--out", type=Path, default=Path("bench-results/block_diffusion"))
     third.add_argument("--num", type=int, default=32)
     third.add_argument("--length", type=int, default=1024)
     fourth = parts.add_parser("lengths")
+    fourth.add_argument("--track", choices=["dna", "text"], default="dna")
     fourth.add_argument("--out", type=Path, default=Path("bench-results/block_diffusion"))
     fourth.add_argument("--num", type=int, default=64)
     fourth.add_argument("--max-length", type=int, default=4096)
-    fourth.add_argument("--entropy", type=float, default=1.2)
+    fourth.add_argument("--entropy", type=float, default=None, help="nats (DNA: 1.2 unless given; text: off)")
     fourth.add_argument("--window", type=int, default=128)
     second = parts.add_parser("cache")
     second.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096])
@@ -263,9 +296,12 @@ def main() -> None:
         write_json(args.out / f"likelihood-{args.track}.json", rows)
         plot(rows, args.track, args.plot)
     elif args.part == "generation":
-        write_json(args.out / "generation.json", {"rows": generation(args.out, args.num, args.length)})
+        write_json(args.out / f"generation-{args.track}.json",
+                   {"rows": generation(args.track, args.out, args.num, args.length)})
     elif args.part == "lengths":
-        write_json(args.out / "lengths.json", lengths(args.out, args.num, args.max_length, args.entropy, args.window))
+        entropy = 1.2 if args.entropy is None and args.track == "dna" else args.entropy
+        write_json(args.out / f"lengths-{args.track}.json",
+                   lengths(args.track, args.out, args.num, args.max_length, entropy, args.window))
     else:
         write_json(args.out / "cache.json", {"rows": cache(args.lengths)})
 
