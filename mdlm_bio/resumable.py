@@ -72,11 +72,11 @@ class ResumableOutputs:
             state = json.loads((self.folder / STATE_NAME).read_text())
         except (OSError, ValueError):
             return None
-        parts_present = all(part.is_file() and part.stat().st_size >= size
-                            for part, size in zip(self._parts(), state.get("sizes", [])))
         if (self.fingerprint is None or state.get("fingerprint") != self.fingerprint
                 or len(state.get("sizes", [])) != len(self.outputs)):
             return None
+        parts_present = all(part.is_file() and part.stat().st_size >= size
+                            for part, size in zip(self._parts(), state["sizes"]))
         return state if parts_present else None
 
     def commit(self, done: int, extra: Mapping[str, Any] | None = None) -> None:

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..diffusion.denoiser import SampleOutput
+from ..diffusion.process import make_generator
 from ..diffusion.sampler import Sampler
 from ..diffusion.stopping import StopRule
 from ..errors import CheckpointError
@@ -127,8 +128,7 @@ class Model(ABC):
         """A generator on the model's device for `sample` to draw from batch after batch: seeded, or where a
         stopped job left it (`saved`, from `saved_state`). Drawing N samples a batch at a time from one generator
         gives the same samples as one call for all N."""
-        generator = torch.Generator(device=self.device)
-        generator.manual_seed(seed)
+        generator = make_generator(seed, self.device)
         if saved is not None:
             generator.set_state(torch.frombuffer(bytearray(base64.b64decode(saved)), dtype=torch.uint8))
         return generator

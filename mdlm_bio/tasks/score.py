@@ -31,9 +31,13 @@ def score(fasta: Path, ckpt: str, *, mc: int, seed: int, device: str, out: Path 
     is read twice, in constant memory: once to check every record, once to score; standard input or a pipe is
     held in memory instead. Rows stream into `out`, and a run that is stopped resumes from its last record."""
     fasta_file = file_identity(fasta)
-    records = None if fasta_file else list(read_fasta(fasta))
+    held = None if fasta_file else list(read_fasta(fasta))
+
+    def records() -> Iterable[Record]:
+        return read_fasta(fasta) if held is None else held
+
     count = 0
-    for record in records or read_fasta(fasta):  # before the long part: an unscorable record is an error
+    for record in records():  # before the long part: an unscorable record is an error
         if not (record.tokens != N).any():
             raise FastaError(f"{fasta}: record {record.name!r} has no A, C, G or T to score (only N)")
         count += 1
@@ -46,7 +50,7 @@ def score(fasta: Path, ckpt: str, *, mc: int, seed: int, device: str, out: Path 
     if out is None:
         table = csv.writer(sys.stdout, delimiter="\t", lineterminator="\n")
         table.writerow(columns)
-        for record in tqdm(records or read_fasta(fasta), total=count, desc="scoring", unit="record"):
+        for record in tqdm(records(), total=count, desc="scoring", unit="record"):
             table.writerow(_row(model, record, mc, seed))
         return
     job = {"command": "score", "fasta": fasta_file, "model": source_identity(ckpt), "mc": mc, "seed": seed,
@@ -56,7 +60,7 @@ def score(fasta: Path, ckpt: str, *, mc: int, seed: int, device: str, out: Path 
         if not outputs.resumed:
             table.writerow(columns)
             outputs.commit(0)
-        remaining: Iterable[Record] = itertools.islice(records or read_fasta(fasta), outputs.done, None)
+        remaining = itertools.islice(records(), outputs.done, None)
         for record in tqdm(remaining, total=count, initial=outputs.done, desc="scoring", unit="record"):
             table.writerow(_row(model, record, mc, seed))
             outputs.commit(outputs.done + 1)
