@@ -102,7 +102,7 @@ def deletion_errors(ckpt: str, reference: Path, vcf: Path, folder: Path, mc: int
 def run_score_variants(vcf: Path, reference: Path, ckpt: str, out: Path, tsv: Path, mc: int) -> None:
     """`mdlm-bio score-variants` with its defaults, but `mc`."""
     score_variants(vcf, reference, ckpt, out=out, tsv=tsv, window=None, mc=mc, batch_size=64, seed=0,
-                   skip_mismatches=False, device="cpu", trust_checkpoint=False, ignore_memory_limit=False)
+                   skip_mismatches=False, devices=["cpu"], trust_checkpoint=False, ignore_memory_limit=False)
 
 
 def auroc(scores: list[float]) -> float:

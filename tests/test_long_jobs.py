@@ -98,7 +98,7 @@ def test_score_variants_killed_mid_run_resumes_to_the_same_bytes(run_dir, heldou
     killed_after_commit(3, argv(tmp_path / "resumed.vcf.gz"))  # the header, then two groups of records
     assert not (tmp_path / "resumed.vcf.gz").exists() and not (tmp_path / "resumed.tsv").exists()
     capsys.readouterr()
-    main(argv(tmp_path / "resumed.vcf.gz"))
+    main([*argv(tmp_path / "resumed.vcf.gz"), "--device", "cpu,cpu"])  # resumed across two workers
     assert "resuming: 8 of 31 records were scored" in capsys.readouterr().err
     assert (tmp_path / "resumed.tsv").read_bytes() == (tmp_path / "whole.tsv").read_bytes()
     assert (tmp_path / "resumed.vcf.gz").read_bytes() == (tmp_path / "whole.vcf.gz").read_bytes()

@@ -33,6 +33,14 @@ def device(spec: str) -> str:
     return spec
 
 
+def device_list(spec: str) -> list[str]:
+    """A comma-separated --device list (cuda:0,cuda:1): one worker per entry, each entry checked as --device."""
+    entries = [entry.strip() for entry in spec.split(",")]
+    if not all(entries):
+        raise argparse.ArgumentTypeError(f"{spec!r} has an empty entry; list devices as cuda:0,cuda:1")
+    return [device(entry) for entry in entries]
+
+
 def positive_int(text: str) -> int:
     """Counts (--num, --length, --mc, ...) are positive integers."""
     try:
@@ -44,8 +52,13 @@ def positive_int(text: str) -> int:
     return value
 
 
-def add_device(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", type=device, default=CPU, help="cpu, cuda, cuda:1, ... (default: cpu)")
+def add_device(parser: argparse.ArgumentParser, several: bool = False) -> None:
+    if several:
+        parser.add_argument("--device", dest="devices", type=device_list, default=[CPU], metavar="DEVICE[,DEVICE...]",
+                            help="cpu, cuda, cuda:1, ...; a comma-separated list (cuda:0,cuda:1) spreads the work "
+                            "over one copy of the model per device, with the same output (default: cpu)")
+    else:
+        parser.add_argument("--device", type=device, default=CPU, help="cpu, cuda, cuda:1, ... (default: cpu)")
 
 
 def add_seed(parser: argparse.ArgumentParser) -> None:

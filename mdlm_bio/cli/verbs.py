@@ -113,10 +113,10 @@ def eval_genppl(parser: argparse.ArgumentParser) -> None:
                         "(default: 256)")
 
 
-def _dna_model(parser: argparse.ArgumentParser) -> None:
+def _dna_model(parser: argparse.ArgumentParser, several_devices: bool = False) -> None:
     parser.add_argument("--ckpt", required=True, help=CKPT_HELP)
     add_seed(parser)
-    add_device(parser)
+    add_device(parser, several_devices)
 
 
 def sample(parser: argparse.ArgumentParser) -> None:
@@ -170,7 +170,7 @@ def score_variants(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("vcf", type=Path, help="VCF or VCF.gz, sorted")
     parser.add_argument("--reference", type=Path, required=True, help="the genome it was called against: FASTA, "
                         "plain or bgzip (indexed next to it on first use)")
-    _dna_model(parser)
+    _dna_model(parser, several_devices=True)
     parser.add_argument("--out", type=Path, default=Path("variant_scores.vcf.gz"),
                         help="annotated VCF; .gz is bgzip-compressed and tabix-indexed (default: variant_scores.vcf.gz)")
     parser.add_argument("--tsv", type=Path, default=None, help="one row per ALT (default: --out with .tsv)")

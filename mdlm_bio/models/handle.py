@@ -8,6 +8,7 @@ something (an autoregressive model infilling a gap) refuses in its own implement
 from __future__ import annotations
 
 import base64
+import copy
 import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -123,6 +124,13 @@ class Model(ABC):
             raise ValueError(f"--class and --guidance need a class-conditional diffusion model; this one is "
                              f"{self.kind_name}")
         return Conditioning()
+
+    def on(self, device: torch.device | str) -> Model:
+        """The same model with its own copy of the weights on `device`: one per worker when a job spreads across
+        devices (score-variants --device cuda:0,cuda:1)."""
+        clone = copy.copy(self)
+        clone.network = copy.deepcopy(self.network).to(device).eval()
+        return clone
 
     def random_source(self, seed: int, saved: str | None = None) -> torch.Generator:
         """A generator on the model's device for `sample` to draw from batch after batch: seeded, or where a

@@ -23,12 +23,22 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..dna.tokenizer import encode
-from ..dna.variant_plan import SKIP_REASONS, SNV, Allele, AlleleWindows, allele_windows, check_variants, planned_chunks
+from ..dna.variant_plan import (
+    SKIP_REASONS,
+    SNV,
+    Allele,
+    AlleleWindows,
+    PlannedRecord,
+    allele_windows,
+    check_variants,
+    planned_chunks,
+)
 from ..dna.vcf import Reference, VcfReader, annotated_line, header_with, info_header_lines, publish_vcf
 from ..io import check_writable, file_identity
 from ..likelihood import Estimate
 from ..resumable import ResumableOutputs
 from ..sources import source_identity
+from ..workers import ordered_map
 from .common import load_for
 
 if TYPE_CHECKING:
@@ -50,22 +60,26 @@ class Scored:
 
 
 def score_variants(vcf: Path, reference: Path, ckpt: str, *, out: Path, tsv: Path | None, window: int | None, mc: int,
-                   batch_size: int, seed: int, skip_mismatches: bool, device: str, trust_checkpoint: bool,
+                   batch_size: int, seed: int, skip_mismatches: bool, devices: list[str], trust_checkpoint: bool,
                    ignore_memory_limit: bool) -> None:
     """Score every ALT of `vcf` against `reference` and write `out` (VCF, bgzip + tabix index when .gz) and
     `tsv` (default: next to `out`). Records stream through scoring into the outputs in constant memory; a run
-    that is stopped resumes from its last committed group of records when the same command is run again."""
+    that is stopped resumes from its last committed group of records when the same command is run again. With
+    several `devices`, each holds a copy of the model and scores whole groups of records, written in file order,
+    so the outputs are those of one device."""
     tsv = tsv or out.with_name(out.name.removesuffix(".gz").removesuffix(".vcf") + ".tsv")
     for path in (out, tsv):
         check_writable(path)
     genome = Reference(reference)
-    model = load_for(ckpt, device, "dna", "score-variants", trust_checkpoint)
+    model = load_for(ckpt, devices[0], "dna", "score-variants", trust_checkpoint)
     window = window or model.context
     plan = check_variants(vcf, genome, window, skip_mismatches)
     both_strands = not model.strand_symmetric
     rows = max(batch_size, mc) * (2 if both_strands else 1)
-    model.check_memory(rows, window, 0, f"scoring {rows} windows of {window} bases at once",
-                       "lower --batch-size or --mc, or pass a shorter --window", ignore_memory_limit)
+    models = [model, *(model.on(device) for device in devices[1:])]
+    for each in models:
+        each.check_memory(rows, window, 0, f"scoring {rows} windows of {window} bases at once on {each.device}",
+                          "lower --batch-size or --mc, or pass a shorter --window", ignore_memory_limit)
     strands = "both strands, averaged" if both_strands else "one strand (the model is RC-equivariant)"
     header = [*info_header_lines(INFO_FIELDS),
               f'##mdlm_bio_score_variants=<Model="{model.description}",Window={window},MC={mc},Seed={seed},'
@@ -85,10 +99,12 @@ def score_variants(vcf: Path, reference: Path, ckpt: str, *, out: Path, tsv: Pat
         records = itertools.islice(reader, outputs.done, None)
         with tqdm(total=plan.counts.scorable, initial=outputs.extra["alleles"], desc="scoring variants",
                   unit="allele") as progress:
-            for chunk in planned_chunks(records, genome, window, skip_mismatches, vcf, batch_size):
-                alleles = [allele for _, _, members in chunk for allele in members]
-                scores = dict(_scores(model, genome, [a for a in alleles if a.kind], mc, batch_size, seed,
-                                      both_strands))
+            def scored(on: Model, job: Job) -> tuple[list[PlannedRecord], dict[Allele, Scored]]:
+                chunk, windows = job
+                return chunk, dict(_scores(on, windows, mc, batch_size, seed, both_strands))
+
+            chunks = planned_chunks(records, genome, window, skip_mismatches, vcf, batch_size)
+            for chunk, scores in ordered_map(scored, models, (_job(chunk, genome) for chunk in chunks)):
                 for _, line, members in chunk:
                     vcf_file.write(annotated_line(line, _info(members, scores)) + "\n")
                     table.writerows(_tsv_row(allele, scores.get(allele)) for allele in members)
@@ -99,20 +115,28 @@ def score_variants(vcf: Path, reference: Path, ckpt: str, *, out: Path, tsv: Pat
     print(f"{plan.counts.summary()}\nwrote {out} and {tsv}", file=sys.stderr)
 
 
-def _scores(model: Model, genome: Reference, alleles: list[Allele], mc: int, batch_size: int, seed: int,
+Job = tuple[list[PlannedRecord], list[tuple[Allele, AlleleWindows]]]
+
+
+def _job(chunk: list[PlannedRecord], genome: Reference) -> Job:
+    """A group of records with the windows of its scorable alleles, read from the reference here, in the thread
+    that reads the VCF, since the indexed FASTA reader is not safe to share between threads."""
+    return chunk, [(allele, allele_windows(allele, genome)) for _, _, members in chunk for allele in members
+                   if allele.kind]
+
+
+def _scores(model: Model, alleles: list[tuple[Allele, AlleleWindows]], mc: int, batch_size: int, seed: int,
             both_strands: bool) -> Iterator[tuple[Allele, Scored]]:
     """Each allele's score: SNVs in batches of one call each, the rest one by one."""
-    snvs = [allele for allele in alleles if allele.kind == SNV]
+    snvs = [(allele, windows) for allele, windows in alleles if allele.kind == SNV]
     for begin in range(0, len(snvs), batch_size):
         batch = snvs[begin : begin + batch_size]
-        windows: list[AlleleWindows] = [allele_windows(allele, genome) for allele in batch]
-        ratios = model.snv_log_ratios(np.stack([encode(w.ref) for w in windows]), np.array([w.left for w in windows]),
-                                      encode("".join(w.alt[w.left] for w in windows)), both_strands)
-        for allele, ratio in zip(batch, ratios.tolist()):
+        ratios = model.snv_log_ratios(np.stack([encode(w.ref) for _, w in batch]), np.array([w.left for _, w in batch]),
+                                      encode("".join(w.alt[w.left] for _, w in batch)), both_strands)
+        for (allele, _), ratio in zip(batch, ratios.tolist()):
             yield allele, Scored(Estimate(ratio, None), model.snv_method)
-    for allele in alleles:
+    for allele, windows in alleles:
         if allele.kind != SNV:
-            windows = allele_windows(allele, genome)
             yield allele, Scored(model.window_log_ratio(encode(windows.ref), encode(windows.alt),
                                                         (windows.left, windows.right), mc, seed, both_strands),
                                  model.window_method)
