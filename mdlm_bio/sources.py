@@ -8,6 +8,8 @@ from pathlib import Path
 from .io import file_identity
 
 HF_PREFIX = "hf:"
+HF_CONFIG = "config.json"  # beside the weights of a model saved with transformers' save_pretrained
+HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"  # what a run folder is read through
 
 
@@ -16,10 +18,12 @@ def is_hub_name(source: str | Path) -> bool:
 
 
 def local_checkpoint(source: str | Path) -> Path:
-    """The file a local source names: a run folder's checkpoints/last.ckpt, or the file itself."""
+    """The file a local source names: a run folder's checkpoints/last.ckpt, the weights of a folder saved with
+    save_pretrained (a Hugging Face masked LM), or the file itself."""
     path = Path(source)
     if path.is_dir():
-        path = path / LAST_CHECKPOINT
+        saved = [path / name for name in HF_WEIGHT_FILES if (path / name).is_file()]
+        path = saved[0] if saved and (path / HF_CONFIG).is_file() else path / LAST_CHECKPOINT
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}; train one with `mdlm-bio train demo` or pass a .ckpt file")
     return path

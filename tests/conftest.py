@@ -8,6 +8,7 @@ import io
 from pathlib import Path
 
 import pytest
+import torch
 from dna_runs import train_args
 from text_runs import tiny_text_run
 from text_tokenizers import bert_style_tokenizer, gpt2_style_tokenizer, small_corpus
@@ -32,6 +33,23 @@ def mdlm_run(texts) -> tuple[Path, str]:
     with contextlib.redirect_stdout(output):
         main(tiny_text_run(texts, "mdlm", "gpt2", 100))
     return texts / "mdlm", output.getvalue()
+
+
+@pytest.fixture(scope="session")
+def masked_lm(tmp_path_factory) -> Path:
+    """A 2-layer BERT with random weights and a WordPiece tokenizer over the test texts' words, saved as
+    transformers saves models (config.json, model.safetensors, tokenizer files): a Hugging Face encoder without
+    a download."""
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    bert_style_tokenizer(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id)
+    BertForMaskedLM(config).save_pretrained(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")

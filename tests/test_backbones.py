@@ -160,7 +160,8 @@ def test_engine_trains_any_backbone_through_the_same_call(name):
 
 
 def test_registry_errors_name_the_problem():
-    with pytest.raises(ValueError, match=r"unknown backbone architecture 'unet'; choose from \['caduceus', 'dit'\]"):
+    with pytest.raises(ValueError, match=r"unknown backbone architecture 'unet'; choose from "
+                                         r"\['caduceus', 'dit', 'hf-masked-lm'\]"):
         build_backbone({"architecture": "unet"})
     with pytest.raises(ValueError, match=r"unknown caduceus option\(s\) \['n_heads'\]"):
         build_backbone({"architecture": "caduceus", "n_heads": 4})
@@ -190,9 +191,17 @@ def test_describe_counts_tied_weights_once(capsys):
     assert "mdlm-bio describe: error: unknown dit option" in capsys.readouterr().err
 
 
+# Toy sizes for presets whose size comes from elsewhere: the data's vocabulary (dit), a hub config (hf-masked-lm).
+PRESET_OVERRIDES = {"dit": ["vocab_size=16"],
+                    "hf-masked-lm": ["vocab_size=16", "config.model_type=bert", "config.hidden_size=8",
+                                     "config.num_hidden_layers=1", "config.num_attention_heads=1",
+                                     "config.intermediate_size=8"]}
+
+
 def test_every_preset_builds():
     for name in preset_names():
-        assert count_parameters(build_backbone(preset_backbone(name, ["vocab_size=16"] if name.startswith("dit") else []))) > 0
+        overrides = next((value for prefix, value in PRESET_OVERRIDES.items() if name.startswith(prefix)), [])
+        assert count_parameters(build_backbone(preset_backbone(name, overrides))) > 0
 
 
 def test_pyproject_ships_every_subpackage():

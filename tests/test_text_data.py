@@ -76,8 +76,8 @@ def test_detokenizers(detokenize, raw, clean):
 def test_unknown_detokenizer_and_corpus_are_named():
     with pytest.raises(ValueError, match=r"unknown detokenizer 'nope'; choose from \['lambada', 'lm1b'"):
         get_detokenizer("nope")
-    with pytest.raises(ValueError, match=r"unknown corpus 'c4'; choose from \['ag_news', 'arxiv', 'lambada'"):
-        get_corpus("c4")
+    with pytest.raises(ValueError, match=r"unknown corpus 'c5'; choose from \['ag_news', 'arxiv', 'c4', 'lambada'"):
+        get_corpus("c5")
 
 
 def test_owt_validation_is_the_last_100k_documents():

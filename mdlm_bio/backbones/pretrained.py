@@ -20,11 +20,9 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import CheckpointError, first_line
-from ..sources import HF_PREFIX, is_hub_name
+from ..sources import HF_PREFIX, HF_WEIGHT_FILES, is_hub_name
 from .caduceus import Caduceus
 from .dit import DiT
-
-HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 def resolve_checkpoint(spec: str | Path) -> Path:

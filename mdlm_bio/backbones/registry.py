@@ -12,9 +12,10 @@ from torch import nn
 
 from .caduceus import Caduceus
 from .dit import DiT
+from .hf_masked_lm import HuggingFaceMaskedLM
 from .mamba import Mamba
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {"dit": DiT, "caduceus": Caduceus}
+ARCHITECTURES: dict[str, type[nn.Module]] = {"dit": DiT, "caduceus": Caduceus, "hf-masked-lm": HuggingFaceMaskedLM}
 # Caduceus passes its extra keyword arguments on to every Mamba mixer.
 _FORWARDED_KWARGS: dict[str, type[nn.Module]] = {"caduceus": Mamba}
 TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
@@ -81,6 +82,13 @@ def build_backbone(config: Mapping[str, Any]) -> nn.Module:
         if key in kinds and value is not None and not fits_kind(value, kinds[key]):
             raise ValueError(f"{architecture} option {key} must be {TYPE_NAMES[kinds[key]]}, not {value!r}")
     return ARCHITECTURES[architecture](**options)
+
+
+def resolved_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A backbone's settings with what its architecture reads from elsewhere filled in (a Hugging Face
+    encoder's config), so the stored settings rebuild it alone."""
+    resolve = getattr(ARCHITECTURES.get(config.get("architecture")), "resolve_settings", None)
+    return dict(config) if resolve is None else resolve(config)
 
 
 def preset_names() -> list[str]:

@@ -1,7 +1,8 @@
 """`load_model`: a run folder, one of our checkpoints, or a published one (a file or hf:owner/repo) -> a model handle.
 
 It decides once whose the source is and reads the file once: a checkpoint that describes its model (ours) is
-verified and rebuilt from its ModelSpec; any other state dict goes to the published importers (published.py).
+verified and rebuilt from its ModelSpec; weights saved with a masked LM's config.json beside them are read by
+transformers (hf_masked_lm.py); any other state dict goes to the published importers (published.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .block_diffusion_model import BlockDiffusionModel
 from .checkpoint_format import SETTINGS_PREFIX, check_weights, model_spec_of
 from .diffusion_model import DiffusionModel
 from .handle import Model
+from .hf_masked_lm import hf_masked_lm, masked_lm_config
 from .network import LanguageModel
 from .published import published_model
 from .spec import ModelSpec
@@ -36,14 +38,16 @@ def load_model(source: str | Path, device: torch.device | str = "cpu", *, truste
     """The model `source` holds, in eval mode on `device` (EMA weights where trained with EMA). `trusted`
     unpickles a published checkpoint that holds Python objects (a Lightning .ckpt), which can run code."""
     path = locate(source)
-    payload = read_payload(path, trusted, kind="an mdlm-bio or published checkpoint")
+    masked_lm = masked_lm_config(path, str(source))
+    payload = {} if masked_lm else read_payload(path, trusted, kind="an mdlm-bio or published checkpoint")
     if is_ours(payload):
         check_weights(payload, path)
         network = _network(model_spec_of(payload, path), payload.get("state_dict"), path)
         name = (payload.get("mdlm_bio_config") or {}).get("model", {}).get("preset", network.spec.backbone["architecture"])
         model = KINDS[network.spec.objective.kind](network, str(path), name, payload.get("mdlm_bio_config"))
     else:
-        published = published_model(payload.get("state_dict", payload), str(source), path)
+        published = (hf_masked_lm(str(source), masked_lm.parent) if masked_lm else
+                     published_model(payload.get("state_dict", payload), str(source), path))
         network = _network(published.spec, published.backbone_weights, path, backbone_only=True)
         model = KINDS[published.spec.objective.kind](network, str(source), published.name, caveat=published.caveat)
     network.to(device).eval()

@@ -45,6 +45,9 @@ class LanguageModel(nn.Module):
         # context but not targets.
         self.register_buffer("output_allowed", allowed, persistent=False)
         self.is_autoregressive = spec.objective.kind == "ar"
+        if self.is_autoregressive and getattr(self.backbone, "reads_attention_mask", False):
+            raise ValueError(f"an autoregressive model needs a causal backbone; {spec.backbone['architecture']} is a "
+                             f"bidirectional encoder (train it with objective.kind=mdlm)")
         self.engine: MaskedDiffusion | BlockDiffusion = spec.objective.engine(spec.mask_id)
         if isinstance(self.engine, BlockDiffusion) and not hasattr(self.backbone, "block_logits"):
             raise ValueError(f"block diffusion needs a backbone that reads [x_t, x_0] under the block mask (dit), "
@@ -70,22 +73,24 @@ class LanguageModel(nn.Module):
             return logits
         return logits.masked_fill(~self.output_allowed, float("-inf"))
 
-    def denoiser(self, z_t: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
+    def denoiser(self, z_t: Tensor, t: Tensor, labels: Tensor | None = None,
+                 attention_mask: Tensor | None = None) -> Tensor:
         """The engine's view of the network; conditioning (when a backbone uses it) is MDLM's sigma(t),
-        plus the class labels for a conditional model (None: the unconditional branch)."""
-        extra = {} if labels is None else {"labels": labels}
-        return self.restrict(self.backbone(z_t, self.engine.noise_level(t), **extra))
+        plus the class labels for a conditional model (None: the unconditional branch), and the data's padding
+        mask for a backbone that reads one (a Hugging Face encoder; None: every position is a token)."""
+        return self.restrict(self.backbone(z_t, self.engine.noise_level(t), **_extra(labels, attention_mask)))
 
     def causal_network(self, tokens: Tensor) -> Tensor:
         """An autoregressive model's view of the network: logits at position l score token l + 1."""
         return self.restrict(self.backbone(tokens, None))
 
-    def position_logits(self, labels: Tensor | None = None) -> PositionLogits | None:
+    def position_logits(self, labels: Tensor | None = None,
+                        attention_mask: Tensor | None = None) -> PositionLogits | None:
         """The network at chosen positions only, for a backbone that can skip its output layer elsewhere (None
         if it cannot): what the loss and the samplers read."""
         if not hasattr(self.backbone, "logits_at"):
             return None
-        extra = {} if labels is None else {"labels": labels}
+        extra = _extra(labels, attention_mask)
 
         def logits_at(z_t: Tensor, t: Tensor, positions: Positions) -> Tensor:
             return self.restrict(self.backbone.logits_at(z_t, self.engine.noise_level(t), positions, **extra))
@@ -173,17 +178,19 @@ class LanguageModel(nn.Module):
         """The loss over positions whose token the model can emit (for DNA: bases, not N or padding).
         `engine` overrides the training one, e.g. a discrete-T copy for evaluation; `clipped`: block diffusion's
         training objective on its clipped schedule instead of the NELBO."""
+        padding = attention_mask if getattr(self.backbone, "reads_attention_mask", False) else None
         emittable = self.output_allowed[tokens]
         attention_mask = emittable if attention_mask is None else attention_mask.bool() & emittable
         if isinstance(self.engine, BlockDiffusion):
             return (engine or self.engine).loss(self.block_network, tokens, attention_mask, generator,
                                                 self.block_network_at, clipped=clipped)
         if self.is_autoregressive:
-            extra = {} if labels is None else {"labels": labels}
-            return autoregressive_loss(self.restrict(self.backbone(tokens, None, **extra)), tokens, attention_mask)
-        denoiser = self.denoiser if labels is None else (lambda z_t, t: self.denoiser(z_t, t, labels))
+            return autoregressive_loss(self.restrict(self.backbone(tokens, None, **_extra(labels, None))), tokens,
+                                       attention_mask)
+        denoiser = self.denoiser if labels is None and padding is None else (
+            lambda z_t, t: self.denoiser(z_t, t, labels, padding))
         return (engine or self.engine).loss(denoiser, tokens, attention_mask, generator=generator,
-                                            logits_at=self.position_logits(labels))
+                                            logits_at=self.position_logits(labels, padding))
 
 
     def block_network(self, noisy: Tensor, clean: Tensor, t: Tensor) -> Tensor:
@@ -193,6 +200,13 @@ class LanguageModel(nn.Module):
 
     def block_network_at(self, noisy: Tensor, clean: Tensor, t: Tensor, positions: Positions) -> Tensor:
         return self.restrict(self.backbone.block_logits(noisy, clean, self.engine.block_size, positions))
+
+
+def _extra(labels: Tensor | None, attention_mask: Tensor | None) -> dict[str, Tensor]:
+    """The backbone's keyword inputs beyond (tokens, noise level): only those given, so a backbone that reads
+    neither is called as before."""
+    given = {"labels": labels, "attention_mask": attention_mask}
+    return {key: value for key, value in given.items() if value is not None}
 
 
 def _row_chunks(z_t: Tensor, t: Tensor):

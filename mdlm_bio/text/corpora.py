@@ -39,7 +39,7 @@ class Corpus:
     detokenizer: str | None
     sample_by: str
     eval_split: str
-    data_files: str | None = None
+    data_files: str | dict[str, str] | None = None  # a file, or files per split, where the hub has more than needed
 
 
 def corpora() -> dict[str, Corpus]:

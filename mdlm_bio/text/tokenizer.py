@@ -14,6 +14,8 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from ..sources import HF_PREFIX
+
 MASK_TOKEN = "[MASK]"
 
 
@@ -36,11 +38,12 @@ def _read(name_or_path: str) -> PreTrainedTokenizerBase:
     path = Path(name_or_path)
     if path.is_file():  # a bare tokenizer.json, e.g. one trained with 🤗 tokenizers
         return PreTrainedTokenizerFast(tokenizer_file=str(path))
-    return AutoTokenizer.from_pretrained(name_or_path)
+    return AutoTokenizer.from_pretrained(name_or_path.removeprefix(HF_PREFIX))
 
 
 def load_tokenizer(name_or_path: str) -> TextTokenizer:
-    """A hub name (gpt2, bert-base-uncased), a saved tokenizer folder, or a tokenizer.json file."""
+    """A hub name (gpt2, bert-base-uncased; hf: optional, as a model's source is written), a saved tokenizer or
+    model folder, or a tokenizer.json file."""
     hf = _read(name_or_path)
     bos = hf.bos_token or hf.cls_token
     eos = hf.eos_token or hf.sep_token

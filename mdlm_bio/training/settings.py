@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..backbones import load_preset
-from ..backbones.registry import accepts_option
+from ..backbones.registry import accepts_option, resolved_settings
 from ..models.spec import ObjectiveSettings, from_mapping, schedule_as_mapping
 
 
@@ -107,7 +107,7 @@ def resolve_backbone(preset: str, overrides: Sequence[str], vocabulary: Vocabula
                      classes: Sequence[str] = ()) -> dict[str, Any]:
     """A backbone preset with `key=value` overrides, on a vocabulary: its size, its complement map (for
     architectures that take one) and, for a class-conditional model, the number of classes."""
-    backbone = {**load_preset(preset, list(overrides)), "vocab_size": vocabulary.size}
+    backbone = resolved_settings({**load_preset(preset, list(overrides)), "vocab_size": vocabulary.size})
     if vocabulary.complement_map is not None and accepts_option(backbone["architecture"], "complement_map"):
         backbone["complement_map"] = list(vocabulary.complement_map)
     if classes:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...backbones import load_preset
-from ...backbones.registry import accepts_option
+from ...backbones.registry import accepts_option, resolved_settings
 from ...dna import tokenizer as dna
 from ..settings import Vocabulary, resolve_backbone
 
@@ -20,5 +20,5 @@ def preset_backbone(preset: str, overrides: Sequence[str] = ()) -> dict[str, Any
     complement map, on the DNA vocabulary; text ones on their preset's vocabulary."""
     config = load_preset(preset, list(overrides))
     if not accepts_option(config["architecture"], "complement_map"):
-        return config
+        return resolved_settings(config)
     return resolve_backbone(preset, overrides, DNA_VOCABULARY)
