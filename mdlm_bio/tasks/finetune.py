@@ -42,6 +42,8 @@ from ..training.terminal import quiet_lightning
 from ..training.trainer import build_trainer
 from .benchmark_table import SeedResult, write_results
 
+GLUE = "glue"
+DEFAULT_SEEDS = 5  # Genomic Benchmarks' seeds per dataset, as Caduceus and MDLM report
 BEST_CHECKPOINT = "best.ckpt"
 # Settings that change results; a run folder holding results made with other values is refused.
 RESULT_DEFINING = ("init_from", "model", "optim", "epochs", "data.valid_fraction", "data.batch_size", "data.rc_augment",
@@ -121,13 +123,14 @@ def finetune_one(
     return result
 
 
-def check_same_settings(config: DictConfig) -> None:
-    """Refuse to mix results of different settings in one run folder (the skip-finished-seeds logic would)."""
+def check_same_settings(config: DictConfig, keys: tuple[str, ...] = RESULT_DEFINING) -> None:
+    """Refuse to mix results of different settings (`keys`) in one run folder (the skip-finished-seeds logic
+    would)."""
     saved = Path(config.run_dir) / "config.yaml"
     if not saved.is_file():
         return
     before = OmegaConf.load(saved)
-    for key in RESULT_DEFINING:
+    for key in keys:
         old, new = OmegaConf.select(before, key), OmegaConf.select(config, key)
         if old != new:
             raise ValueError(f"{config.run_dir} holds results made with {key}={old}, not {new}; use another run_dir")
@@ -167,17 +170,25 @@ def _sweep(config: DictConfig, names: list[str], data_dir: Path, num_seeds: int,
 
 
 def finetune(
-    benchmark: str, overrides: list[str], *, datasets: list[str] | None, ckpt: str | None, seeds: int, preset: str,
-    data_dir: Path | None, no_download: bool, mirror: str | None, run_dir: Path | None, trust_checkpoint: bool,
-    ignore_memory_limit: bool,
+    benchmark: str, overrides: list[str], *, datasets: list[str] | None, ckpt: str | None, seeds: int | None,
+    preset: str | None, data_dir: Path | None, no_download: bool, mirror: str | None, run_dir: Path | None,
+    trust_checkpoint: bool, ignore_memory_limit: bool,
 ) -> None:
-    """`mdlm-bio finetune genomic-benchmarks`: the sweep, then results.md/.json beside the published numbers."""
+    """`mdlm-bio finetune genomic-benchmarks` or `glue`: the sweep, then results.md/.json beside the published
+    numbers."""
     options = {"data.data_dir": data_dir, "data.mirror": mirror, "run_dir": run_dir, "init_from": ckpt}
     settings = [f"{key}={value}" for key, value in options.items() if value is not None]
     if no_download:
         settings.append("data.download=false")
-    config = load_config(preset, [*settings, *overrides], kind="finetune")
-    results = finetune_benchmarks(config, datasets, seeds, trust_checkpoint, ignore_memory_limit)
+    if benchmark == GLUE and (mirror or no_download):
+        raise ValueError("--mirror and --no-download are Genomic Benchmarks' options; GLUE is read from the hub "
+                         "(nyu-mll/glue) or from --data-dir")
+    config = load_config(preset or benchmark, [*settings, *overrides], kind="finetune")
+    if benchmark == GLUE:
+        from .glue import finetune as finetune_glue
+
+        return finetune_glue(config, ckpt or str(config.init_from), datasets, seeds, trust_checkpoint)
+    results = finetune_benchmarks(config, datasets, seeds or DEFAULT_SEEDS, trust_checkpoint, ignore_memory_limit)
     title = ckpt or f"scratch {config.model.preset}"
     _, markdown = write_results(results, Path(config.run_dir), title)
     print(markdown.read_text())

@@ -27,13 +27,15 @@ CHOICES = {
     "train": {
         "data.dataset": ("bundled", "hg38", "fasta", "genomic-benchmarks", "text"),
         "objective.kind": ("mdlm", "ar", "bd3"),
-        "optim.decay": ("cosine", "constant"),
+        "optim.decay": ("cosine", "constant", "linear"),
     },
-    "finetune": {"optim.decay": ("cosine", "constant"), "model.conjoin": ("auto", True, False)},
+    "finetune": {"optim.decay": ("cosine", "constant", "linear"), "model.conjoin": ("auto", True, False)},
+    "finetune-glue": {"optim.decay": ("cosine", "constant", "linear"), "model.pooling": ("auto", "first", "mean")},
 }
 POSITIVE_INTEGERS = {
     "train": ("data.window", "data.batch_size", "trainer.max_steps", "checkpoint_every_n_steps"),
     "finetune": ("data.batch_size", "data.max_length", "epochs"),
+    "finetune-glue": ("data.batch_size", "data.max_length", "epochs", "seeds"),
 }
 KIND_NAMES = {"train": "training", "finetune": "fine-tuning"}
 # Keys a labelled-sequence (genomic-benchmarks) training config needs besides the genome ones.
@@ -131,6 +133,8 @@ def check_trainer_keys(trainer: DictConfig) -> None:
 
 def validate(config: DictConfig, kind: str = "train") -> None:
     check_trainer_keys(config.trainer)
+    if kind == "finetune" and config.get("benchmark") == "glue":  # a fine-tuning preset names its benchmark
+        kind = "finetune-glue"
     for key, allowed in CHOICES[kind].items():
         value = OmegaConf.select(config, key)
         if value not in allowed:

@@ -26,12 +26,14 @@ def seeded_generator(entropy: list[int], device: torch.device | str = "cpu") -> 
 
 
 def lr_factor(step: int, warmup: int, total: int, decay: str, min_ratio: float) -> float:
-    """Linear warmup to 1, then cosine down to min_ratio at `total` steps (or constant)."""
+    """Linear warmup to 1, then cosine or linear down to min_ratio at `total` steps (or constant)."""
     if step < warmup:
         return (step + 1) / warmup
     if decay == "constant":
         return 1.0
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if decay == "linear":  # BERT's fine-tuning schedule
+        return min_ratio + (1 - min_ratio) * (1 - progress)
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 

@@ -1,0 +1,106 @@
+"""GLUE's tasks (configs/benchmarks/glue.yaml) and their data: from the hub through 🤗 datasets, or from local
+tables in the same schema, encoded as a model's tokenizer pairs sentences.
+
+A local folder holds TASK/SPLIT.{jsonl,json,csv,tsv,parquet} with the task's text fields and `label` (an
+integer class, or a float for STS-B), as the hub's `glue` dataset has them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import datasets
+from omegaconf import OmegaConf
+
+from .tokenizer import TextTokenizer
+
+LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
+
+
+@dataclass(frozen=True)
+class GlueTask:
+    name: str
+    inputs: tuple[str, ...]  # one field, or a pair
+    labels: int  # 1 = a regression (STS-B)
+    metrics: tuple[str, ...]
+    eval_splits: tuple[str, ...]
+
+    @property
+    def is_regression(self) -> bool:
+        return self.labels == 1
+
+    def columns(self) -> list[str]:
+        """The table's columns: the task, or one per evaluation split where it has several (MNLI m/mm)."""
+        if len(self.eval_splits) == 1:
+            return [self.name]
+        return [f"{self.name}/{split}" for split in self.eval_splits]
+
+
+def glue_settings() -> dict[str, Any]:
+    text = (resources.files("mdlm_bio.configs") / "benchmarks" / "glue.yaml").read_text()
+    return OmegaConf.to_container(OmegaConf.create(text))  # type: ignore[return-value]
+
+
+def glue_tasks() -> dict[str, GlueTask]:
+    """Every task, in the order of MDLM's table."""
+    return {name: GlueTask(name, tuple(entry["inputs"]), int(entry["labels"]), tuple(entry["metrics"]),
+                           tuple(entry["eval"])) for name, entry in glue_settings()["tasks"].items()}
+
+
+def select_tasks(names: list[str] | None) -> list[GlueTask]:
+    """`None` or `all`: the eight tasks; otherwise the named ones, each known."""
+    tasks = glue_tasks()
+    if not names or names == ["all"]:
+        return list(tasks.values())
+    unknown = [name for name in names if name not in tasks]
+    if unknown:
+        raise ValueError(f"unknown GLUE task(s) {unknown}; choose from {list(tasks)}")
+    return [tasks[name] for name in dict.fromkeys(names)]
+
+
+def load_split(task: GlueTask, split: str, data_dir: Path | None) -> datasets.Dataset:
+    """One split of a task: the hub's, or `data_dir/TASK/SPLIT.*` (checked for the task's fields and labels)."""
+    if data_dir is None:
+        return datasets.load_dataset(glue_settings()["dataset"], task.name, split=split)
+    found = [path for path in sorted((data_dir / task.name).glob(f"{split}.*")) if path.suffix in LOCAL_FORMATS]
+    if not found:
+        raise FileNotFoundError(f"no {split} table for {task.name} in {data_dir / task.name} (looked for "
+                                f"{split}{{{','.join(LOCAL_FORMATS)}}})")
+    path = found[0]
+    options = {"delimiter": "\t"} if path.suffix == ".tsv" else {}
+    table = datasets.load_dataset(LOCAL_FORMATS[path.suffix], data_files={split: str(path)}, split=split, **options)
+    missing = [field for field in (*task.inputs, "label") if field not in table.column_names]
+    if missing:
+        raise ValueError(f"{path}: no {missing} column(s); a {task.name} table has {[*task.inputs, 'label']}")
+    return table
+
+
+def encode(table: datasets.Dataset, task: GlueTask, tokenizer: TextTokenizer, max_length: int) -> datasets.Dataset:
+    """`input_ids`, `attention_mask`, `token_type_ids` and `label` per example, truncated to `max_length`.
+    A tokenizer with a sentence-pair template (BERT's [CLS] a [SEP] b [SEP], RoBERTa's) frames the text as its
+    model was pretrained; one without (GPT-2's) gets BOS a EOS [b EOS], as the text track frames documents."""
+    hf = tokenizer.hf
+    templated = hf.num_special_tokens_to_add(pair=len(task.inputs) == 2) > 0
+
+    def encode_batch(batch: dict[str, list]) -> dict[str, list]:
+        texts = [batch[field] for field in task.inputs]
+        if templated:
+            encoded = hf(*texts, truncation=True, max_length=max_length, return_token_type_ids=True)
+            return {**encoded, "label": batch["label"]}
+        rows: dict[str, list] = {"input_ids": [], "attention_mask": [], "token_type_ids": [], "label": batch["label"]}
+        for parts in zip(*texts):
+            pieces = [hf(part, add_special_tokens=False)["input_ids"] for part in parts]
+            ids, types = [tokenizer.bos_id], [0]
+            for index, piece in enumerate(pieces):
+                ids += [*piece, tokenizer.eos_id]
+                types += [index] * (len(piece) + 1)
+            rows["input_ids"].append(ids[:max_length])
+            rows["attention_mask"].append([1] * len(ids[:max_length]))
+            rows["token_type_ids"].append(types[:max_length])
+        return rows
+
+    return table.map(encode_batch, batched=True, remove_columns=table.column_names,
+                     desc=f"{task.name}: tokenizing")
