@@ -17,7 +17,8 @@ import torch
 from benchmark_data import write_benchmark
 from dna_runs import train_args
 from safetensors.torch import save_file
-from test_pretrained import caduceus_state
+from test_pretrained import D_MODEL, LAYERS, caduceus_state
+from text_runs import run_launcher
 
 from mdlm_bio.backbones import build_backbone
 from mdlm_bio.backbones.pretrained import CheckpointError
@@ -258,3 +259,23 @@ def test_an_unreachable_mirror_is_a_clear_cli_error(tmp_path, capsys):
     error = capsys.readouterr().err
     assert error.startswith("mdlm-bio finetune: error: could not download human_ocr_ensembl from http://127.0.0.1:9:")
     assert error.endswith(f"retry, pass --mirror URL, or copy the dataset folder into {tmp_path}\n")
+
+
+def test_the_caduceus_mlm_to_mdlm_comparison_runs_before_and_after_on_local_data(data_dir, tmp_path):
+    """bench/caduceus_mlm_to_mdlm.sh end to end: a "published" Caduceus-PS (random weights in the hub layout), MDLM
+    fine-tuning on the bundled genome instead of hg38, and a local Genomic Benchmarks dataset before and after."""
+    save_file(caduceus_state(True), str(tmp_path / "model.safetensors"))
+    write_benchmark(tmp_path / "gb", "demo_human_or_worm", classes=("human", "worm"))
+    run = tmp_path / "mlm-to-mdlm"
+    train = (f"data.dataset=bundled data.data_dir={data_dir} data.valid_records=[CHROMOSOME_II] "
+             f"model.overrides.d_model={D_MODEL} model.overrides.n_layer={LAYERS} data.window=64 data.batch_size=8 "
+             "data.valid_windows=16 data.num_workers=0 trainer.limit_val_batches=2 trainer.max_steps=4 "
+             "checkpoint_every_n_steps=4 trainer.val_check_interval=4 trainer.precision=32-true trainer.devices=1 "
+             "trainer.enable_progress_bar=false")
+    finetune = (f"--preset genomic-benchmarks-tiny --data-dir {tmp_path / 'gb'} --datasets demo_human_or_worm "
+                "--seeds 1 --no-download")
+    result = run_launcher("caduceus_mlm_to_mdlm.sh", str(tmp_path / "model.safetensors"), str(run), folder="bench",
+                          env={"TRAIN_ARGS": train, "FINETUNE_ARGS": finetune})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (run / "comparison.md").read_text().count("| demo_human_or_worm | **") == 2
+    assert f"initialised the backbone from {tmp_path / 'model.safetensors'}" in result.stdout

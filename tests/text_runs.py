@@ -21,8 +21,10 @@ def validation_curve(output: str) -> list[float]:
     return [float(line.split("bits/token")[1].split()[0]) for line in output.splitlines() if "val bits/token" in line]
 
 
-def run_launcher(script: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run a text/ launcher with this interpreter's `mdlm-bio` first on PATH, plus any extra environment."""
+def run_launcher(script: str, *args: str, env: dict[str, str] | None = None,
+                 folder: str = "text") -> subprocess.CompletedProcess:
+    """Run a launcher script (text/ by default) with this interpreter's `mdlm-bio` first on PATH, plus any extra
+    environment."""
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    return subprocess.run(["bash", str(REPO / "text" / script), *args], env={**os.environ, "PATH": path, **(env or {})},
+    return subprocess.run(["bash", str(REPO / folder / script), *args], env={**os.environ, "PATH": path, **(env or {})},
                           capture_output=True, text=True)

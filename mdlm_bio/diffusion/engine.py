@@ -68,6 +68,26 @@ class MaskedDiffusion:
         # tokens hold no mask id (the data layers see to it, on the CPU), so nothing is read back from the device.
         z_t = mask_where(tokens, draws, self.schedule.alpha(t, check=False), self.mask_id)
         weights = nelbo_weights(self.schedule, t, self.discrete_steps, check=False)
+        return self._weighted_loss(denoiser, tokens, t, z_t, weights, attention_mask, logits_at)
+
+    def masked_lm_loss(self, denoiser: Denoiser, tokens: Tensor, rate: float, attention_mask: Tensor | None = None,
+                       generator: torch.Generator | None = None, logits_at: PositionLogits | None = None) -> LossOutput:
+        """BERT's masked language modelling: each position masked with probability `rate` (at the time whose
+        signal level is 1 - rate, for a backbone that reads time), the cross-entropy at the masked positions, each
+        weighted 1; the loss is their mean. What an `mlm` model trains on; it is validated by the NELBO."""
+        check_tokens(tokens)
+        if not 0.0 < rate < 1.0:
+            raise ValueError(f"the masked language modelling rate must lie in (0, 1), not {rate}")
+        alpha = torch.full((tokens.shape[0],), 1.0 - rate, dtype=torch.float64, device=tokens.device)
+        z_t = mask_where(tokens, position_draws(tokens.shape, generator, tokens.device), alpha, self.mask_id)
+        t = self.schedule.t_of_alpha(alpha.float(), check=False)
+        out = self._weighted_loss(denoiser, tokens, t, z_t, torch.ones_like(t), attention_mask, logits_at)
+        masked = (z_t == self.mask_id) & valid_positions(tokens, attention_mask)
+        return LossOutput(token_loss=out.token_loss, num_tokens=masked.sum())
+
+    def _weighted_loss(self, denoiser: Denoiser, tokens: Tensor, t: Tensor, z_t: Tensor, weights: Tensor,
+                       attention_mask: Tensor | None, logits_at: PositionLogits | None) -> LossOutput:
+        """Weighted cross-entropy of the denoiser at the masked positions of z_t, under SUBS."""
         if logits_at is None:
             logits = denoiser(z_t, t)
             check_logits(logits, tokens)

@@ -89,3 +89,11 @@ class DiffusionModel(Model):
     def _tensor(self, tokens: np.ndarray) -> Tensor:
         return torch.as_tensor(np.asarray(tokens, dtype=np.int64), device=self.device)
 
+
+class MaskedLanguageModel(DiffusionModel):
+    """A model trained with masked language modelling (objective mlm, BERT's), used as a masked diffusion model:
+    its masked marginals are what it learnt; its NELBO bounds a likelihood it was not trained to tighten, which
+    MDLM fine-tuning (init_from it, objective mdlm) does."""
+
+    kind: ClassVar[str] = "mlm"
+    kind_name: ClassVar[str] = "masked language model"

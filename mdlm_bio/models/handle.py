@@ -48,7 +48,7 @@ class Model(ABC):
     """A loaded model in eval mode on its device, and the facts that belong to it (mask id, context, tokenizer,
     classes), read once from its checkpoint or stated by its importer."""
 
-    kind: ClassVar[str]  # the objective it was trained with: "mdlm", "ar" or "bd3"
+    kind: ClassVar[str]  # the objective it was trained with: "mdlm", "ar", "bd3" or "mlm"
     kind_name: ClassVar[str]  # the kind in words, for messages
 
     def __init__(self, network: LanguageModel, source: str, name: str, config: dict[str, Any] | None = None,

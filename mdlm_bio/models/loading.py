@@ -19,14 +19,15 @@ from ..sources import is_hub_name, local_checkpoint
 from .autoregressive_model import AutoregressiveModel
 from .block_diffusion_model import BlockDiffusionModel
 from .checkpoint_format import SETTINGS_PREFIX, check_weights, model_spec_of
-from .diffusion_model import DiffusionModel
+from .diffusion_model import DiffusionModel, MaskedLanguageModel
 from .handle import Model
 from .hf_masked_lm import hf_masked_lm, masked_lm_config
 from .network import LanguageModel
 from .published import published_model
 from .spec import ModelSpec
 
-KINDS: dict[str, type[Model]] = {"mdlm": DiffusionModel, "ar": AutoregressiveModel, "bd3": BlockDiffusionModel}
+KINDS: dict[str, type[Model]] = {"mdlm": DiffusionModel, "ar": AutoregressiveModel, "bd3": BlockDiffusionModel,
+                                 "mlm": MaskedLanguageModel}
 
 
 def locate(source: str | Path) -> Path:

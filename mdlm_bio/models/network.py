@@ -18,7 +18,7 @@ from ..diffusion.engine import MaskedDiffusion
 from ..diffusion.objectives import LossOutput, autoregressive_loss
 from ..diffusion.samplers import classifier_free_guidance
 from ..memory import MemoryEstimate, activation_bytes, probe_length, scaled
-from .spec import ModelSpec
+from .spec import MASKED_LM, ModelSpec
 
 # An inference call on more tokens than this runs in row chunks: activations of a larger call outgrow glibc's mmap
 # threshold, and their page faults cost more than the smaller batch does (caduceus-ps, 8 x 1024 bases: 16.7 s in
@@ -173,25 +173,28 @@ class LanguageModel(nn.Module):
         generator: torch.Generator | None = None,
         labels: Tensor | None = None,
         engine: MaskedDiffusion | BlockDiffusion | None = None,
-        clipped: bool = False,
+        training_objective: bool = False,
     ) -> LossOutput:
         """The loss over positions whose token the model can emit (for DNA: bases, not N or padding).
-        `engine` overrides the training one, e.g. a discrete-T copy for evaluation; `clipped`: block diffusion's
-        training objective on its clipped schedule instead of the NELBO."""
+        `engine` overrides the training one, e.g. a discrete-T copy for evaluation; `training_objective`: what the
+        model trains on where that is not the NELBO (block diffusion's clipped schedule, masked language
+        modelling's fixed rate)."""
         padding = attention_mask if getattr(self.backbone, "reads_attention_mask", False) else None
         emittable = self.output_allowed[tokens]
         attention_mask = emittable if attention_mask is None else attention_mask.bool() & emittable
         if isinstance(self.engine, BlockDiffusion):
             return (engine or self.engine).loss(self.block_network, tokens, attention_mask, generator,
-                                                self.block_network_at, clipped=clipped)
+                                                self.block_network_at, clipped=training_objective)
         if self.is_autoregressive:
             return autoregressive_loss(self.restrict(self.backbone(tokens, None, **_extra(labels, None))), tokens,
                                        attention_mask)
         denoiser = self.denoiser if labels is None and padding is None else (
             lambda z_t, t: self.denoiser(z_t, t, labels, padding))
+        if training_objective and self.spec.objective.kind == MASKED_LM:
+            return (engine or self.engine).masked_lm_loss(denoiser, tokens, self.spec.objective.mask_rate,
+                                                          attention_mask, generator, self.position_logits(labels, padding))
         return (engine or self.engine).loss(denoiser, tokens, attention_mask, generator=generator,
                                             logits_at=self.position_logits(labels, padding))
-
 
     def block_network(self, noisy: Tensor, clean: Tensor, t: Tensor) -> Tensor:
         """Block diffusion's view of the network: logits of the noisy half of [x_t, x_0] (no time conditioning,

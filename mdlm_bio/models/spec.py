@@ -19,6 +19,7 @@ from ..diffusion.engine import MaskedDiffusion
 from ..diffusion.schedules import NoiseSchedule, make_schedule
 
 BLOCK_DIFFUSION = "bd3"
+MASKED_LM = "mlm"
 
 
 class SettingsError(ValueError):
@@ -27,9 +28,10 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class ObjectiveSettings:
-    """`kind`: mdlm (masked diffusion), ar (the autoregressive baseline) or bd3 (block diffusion, with
+    """`kind`: mdlm (masked diffusion), ar (the autoregressive baseline), bd3 (block diffusion, with
     `block_size` tokens per block and, to train on, the clipped schedule `clip` = (beta, omega), or the one
-    validation finds among intervals of the `clip_search` widths). `schedule` is
+    validation finds among intervals of the `clip_search` widths) or mlm (masked language modelling, BERT's
+    objective: a fixed fraction `mask_rate` masked, validated and used as a masked diffusion model). `schedule` is
     {name, **parameters} (a bare name in the YAML means no parameters), e.g. {name: polynomial, k: 3}; the engine
     builds it with make_schedule."""
 
@@ -41,6 +43,7 @@ class ObjectiveSettings:
     block_size: int | None = None
     clip: tuple[float, float] | None = None
     clip_search: tuple[float, ...] | None = None  # widths of the (beta, omega) intervals validation compares
+    mask_rate: float | None = None  # mlm: the fraction of positions masked in training
 
     def noise_schedule(self) -> NoiseSchedule:
         parameters = dict(self.schedule)

@@ -37,7 +37,7 @@ class ClippedScheduleSearch(L.Callback):
         for index, clip in enumerate(self.candidates):
             out = pl_module.objective(batch["tokens"], batch.get("attention_mask"),
                                       make_generator(batch_idx, batch["tokens"].device),
-                                      engine=dataclasses.replace(engine, clip=clip), clipped=True)
+                                      engine=dataclasses.replace(engine, clip=clip), training_objective=True)
             self.variance[index] += float(engine.block_losses(out.token_loss).var())
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -26,7 +26,7 @@ OPEN_SECTIONS = ("model.overrides", "trainer")
 CHOICES = {
     "train": {
         "data.dataset": ("bundled", "hg38", "fasta", "genomic-benchmarks", "text"),
-        "objective.kind": ("mdlm", "ar", "bd3"),
+        "objective.kind": ("mdlm", "ar", "bd3", "mlm"),
         "optim.decay": ("cosine", "constant", "linear"),
     },
     "finetune": {"optim.decay": ("cosine", "constant", "linear"), "model.conjoin": ("auto", True, False)},
@@ -48,7 +48,7 @@ TEXT_DATA_KEYS = ("corpus", "tokenizer", "wrap", "cache_dir", "num_proc", "train
 NULLABLE_TYPES: dict[str, type] = {
     "objective.discrete_steps": int, "optim.ema": float, "data.windows_per_epoch": int, "data.num_proc": int,
     "data.fasta": str, "data.tokenizer": str, "data.data_dir": str, "data.mirror": str, "init_from": str,
-    "objective.block_size": int, "objective.clip": list, "objective.clip_search": list,
+    "objective.block_size": int, "objective.clip": list, "objective.clip_search": list, "objective.mask_rate": float,
 }
 
 
@@ -154,6 +154,7 @@ def validate(config: DictConfig, kind: str = "train") -> None:
             "or use trainer.strategy=ddp"
         )
     _validate_block_diffusion(config.objective, config.data.window)
+    _validate_masked_lm(config.objective)
     if config.data.dataset == "fasta" and not config.data.fasta:
         raise ConfigError("data.dataset=fasta needs data.fasta=PATH")
     required = {"genomic-benchmarks": (LABELLED_DATA_KEYS, "conditional"), "text": (TEXT_DATA_KEYS, "owt")}
@@ -186,6 +187,18 @@ def _validate_block_diffusion(objective: DictConfig, window: int) -> None:
         raise ConfigError(f"objective.clip must be [beta, omega] with 0 <= beta < omega <= 1; got {list(clip)}")
     if search is not None and not all(0.0 < width <= 1.0 for width in search):
         raise ConfigError(f"objective.clip_search must list interval widths in (0, 1]; got {list(search)}")
+
+
+def _validate_masked_lm(objective: DictConfig) -> None:
+    """Masked language modelling needs its rate, and only it takes one."""
+    rate = objective.get("mask_rate")
+    if objective.kind != "mlm":
+        if rate is not None:
+            raise ConfigError(f"objective.mask_rate is masked language modelling's (objective.kind=mlm), not "
+                              f"{objective.kind}'s")
+        return
+    if not isinstance(rate, (int, float)) or not 0.0 < rate < 1.0:
+        raise ConfigError(f"objective.kind=mlm needs objective.mask_rate in (0, 1), e.g. 0.15 as BERT; got {rate!r}")
 
 
 def save_config(config: DictConfig, path: Path) -> None:

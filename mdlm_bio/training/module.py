@@ -67,7 +67,7 @@ class DiffusionLM(LanguageModel, L.LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         generator = self.step_generator(batch["tokens"].device)
         labels = self.drop_labels(batch.get("labels"), generator)
-        out = self.objective(batch["tokens"], batch.get("attention_mask"), generator, labels, clipped=True)
+        out = self.objective(batch["tokens"], batch.get("attention_mask"), generator, labels, training_objective=True)
         self.log("train/loss", out.loss)
         self.log(f"train/bits_per_{self.unit}", out.loss / LN2, prog_bar=True)  # same unit as validation
         return out.loss
