@@ -98,10 +98,11 @@ def main() -> None:
     corpus = prepare_sotu(args.out / "sotu")
     table = era_table(args.out / "era-task")
     pretrained = train(args.out, "mlm", corpus, args.mlm_steps, "objective.kind=mlm", "objective.mask_rate=0.15")
+    # Both continuations keep the pretraining's EMA (0.99): checkpoints hold EMA weights, so "before" is one too.
     after = {"mdlm": train(args.out, "mlm+mdlm", corpus, args.steps, f"init_from={pretrained}", "optim.lr=1e-4",
-                           "optim.warmup_steps=10", "optim.ema=null"),
+                           "optim.warmup_steps=10"),
              "mlm": train(args.out, "mlm+mlm", corpus, args.steps, f"init_from={pretrained}", "optim.lr=1e-4",
-                          "optim.warmup_steps=10", "optim.ema=null", "objective.kind=mlm", "objective.mask_rate=0.15")}
+                          "optim.warmup_steps=10", "objective.kind=mlm", "objective.mask_rate=0.15")}
     rows = {}
     for label, run in (("MLM pretrained", pretrained), ("+ MDLM fine-tune", after["mdlm"]),
                        ("+ as long again with MLM (control)", after["mlm"])):

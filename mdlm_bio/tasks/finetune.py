@@ -16,7 +16,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
 from ..backbones import load_preset
@@ -35,7 +35,7 @@ from ..locks import exclusive_on_rank_zero
 from ..models import load_model
 from ..training.callbacks import StopOnNonFinite
 from ..training.classifier import SequenceClassifier
-from ..training.config import load_config, save_config, to_plain
+from ..training.config import check_same_settings, load_config, save_config, to_plain
 from ..training.data.labelled import LabelledDataModule
 from ..training.limits import check_training_memory
 from ..training.terminal import quiet_lightning
@@ -123,19 +123,6 @@ def finetune_one(
     return result
 
 
-def check_same_settings(config: DictConfig, keys: tuple[str, ...] = RESULT_DEFINING) -> None:
-    """Refuse to mix results of different settings (`keys`) in one run folder (the skip-finished-seeds logic
-    would)."""
-    saved = Path(config.run_dir) / "config.yaml"
-    if not saved.is_file():
-        return
-    before = OmegaConf.load(saved)
-    for key in keys:
-        old, new = OmegaConf.select(before, key), OmegaConf.select(config, key)
-        if old != new:
-            raise ValueError(f"{config.run_dir} holds results made with {key}={old}, not {new}; use another run_dir")
-
-
 def finetune_benchmarks(config: DictConfig, datasets: list[str] | None, num_seeds: int,
                         trust_checkpoint: bool = False, ignore_memory_limit: bool = False) -> list[SeedResult]:
     """Run the sweep; returns every (dataset, seed) result, finished earlier or now. `trust_checkpoint` lets a
@@ -144,7 +131,7 @@ def finetune_benchmarks(config: DictConfig, datasets: list[str] | None, num_seed
         raise ValueError(f"--seeds must be a positive integer, not {num_seeds}")
     data_dir = resolve_data_dir(config.data.data_dir)
     names = select_datasets(datasets, data_dir)
-    check_same_settings(config)
+    check_same_settings(config, RESULT_DEFINING)
     init = pretrained_backbone(config.init_from, trust_checkpoint) if config.init_from else None
     with exclusive_on_rank_zero(config.run_dir, "run folder"), quiet_lightning(Path(config.run_dir)):
         save_config(config, Path(config.run_dir) / "config.yaml")  # two sweeps on one folder would share its seeds

@@ -27,11 +27,10 @@ from ..text.glue import GlueTask, encode, load_split, select_tasks
 from ..text.glue_metrics import scores
 from ..text.tokenizer import TextTokenizer, load_tokenizer
 from ..training.callbacks import StopOnNonFinite
-from ..training.config import save_config, to_plain
+from ..training.config import check_same_settings, save_config, to_plain
 from ..training.terminal import quiet_lightning
 from ..training.text_classifier import TextClassifier
 from ..training.trainer import build_trainer
-from .finetune import check_same_settings
 from .glue_table import GlueResult, write_results
 
 FIELDS = ("input_ids", "attention_mask", "token_type_ids")

@@ -22,7 +22,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from ..backbones import preset_names
 from ..backbones.registry import TYPE_NAMES, fits_kind, kind_of
 
-OPEN_SECTIONS = ("model.overrides", "trainer")
+OPEN_SECTIONS = ("model.overrides", "trainer", "epochs_per_task")  # mappings whose keys a config may add
 CHOICES = {
     "train": {
         "data.dataset": ("bundled", "hg38", "fasta", "genomic-benchmarks", "text"),
@@ -101,7 +101,8 @@ def load_config(name_or_path: str, overrides: Sequence[str] = (), kind: str = "t
     config = _read(name_or_path, kind)
     OmegaConf.set_struct(config, True)
     for section in OPEN_SECTIONS:
-        OmegaConf.set_struct(OmegaConf.select(config, section), False)
+        if OmegaConf.select(config, section) is not None:
+            OmegaConf.set_struct(OmegaConf.select(config, section), False)
     for override in overrides:
         if "=" not in override:
             raise ConfigError(f"override {override!r} must look like key=value, e.g. trainer.max_steps=500")
@@ -199,6 +200,19 @@ def _validate_masked_lm(objective: DictConfig) -> None:
         return
     if not isinstance(rate, (int, float)) or not 0.0 < rate < 1.0:
         raise ConfigError(f"objective.kind=mlm needs objective.mask_rate in (0, 1), e.g. 0.15 as BERT; got {rate!r}")
+
+
+def check_same_settings(config: DictConfig, keys: tuple[str, ...]) -> None:
+    """Refuse to mix results of different settings (`keys`) in one run folder (the skip-finished-seeds logic
+    would)."""
+    saved = Path(config.run_dir) / "config.yaml"
+    if not saved.is_file():
+        return
+    before = OmegaConf.load(saved)
+    for key in keys:
+        old, new = OmegaConf.select(before, key), OmegaConf.select(config, key)
+        if old != new:
+            raise ValueError(f"{config.run_dir} holds results made with {key}={old}, not {new}; use another run_dir")
 
 
 def save_config(config: DictConfig, path: Path) -> None:
