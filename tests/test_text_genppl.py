@@ -217,3 +217,12 @@ def test_a_block_diffusion_text_model_is_scored_and_samples_from_bos(texts, eval
     main(["eval-ppl", "--ckpt", str(texts / "bd3"), "--corpora", "ptb", "--text-file", f"ptb={texts / 'valid.txt'}",
           "--cache-dir", str(texts / "cache"), "--out-dir", str(tmp_path / "ppl")])
     assert json.loads((tmp_path / "ppl" / "perplexity.json").read_text())["rows"][0]["perplexity"] > 1
+
+
+def test_a_hugging_face_encoder_samples_through_eval_genppl(texts, masked_lm, eval_lms, tmp_path):
+    """A saved masked LM (BERT's tokenizer, [CLS]/[SEP] as document marks) samples like any masked diffusion model,
+    at its own context, and its samples decode to text without [MASK]."""
+    (samples,) = eval_genppl(texts, masked_lm, eval_lms["random"], tmp_path / "bert", "--length", "32")
+    assert samples["num_samples"] == 6 and samples["length"] == 32 and math.isfinite(samples["perplexity"])
+    texts_out = [json.loads(line)["text"] for line in (tmp_path / "bert" / "samples.jsonl").read_text().splitlines()]
+    assert len(texts_out) == 6 and not any("[MASK]" in text for text in texts_out)
