@@ -14,8 +14,10 @@ from text_runs import run_launcher
 from text_tokenizers import WORDS
 
 from mdlm_bio.cli import main
+from mdlm_bio.tasks.glue import glue_backbone
 from mdlm_bio.text.glue import encode, glue_tasks, load_split
 from mdlm_bio.text.tokenizer import load_tokenizer
+from mdlm_bio.training.text_classifier import TextClassifier
 
 MARK = "genome"  # the easy rule: does the (second) sentence contain it?
 
@@ -131,3 +133,16 @@ def test_the_comparison_script_runs_before_and_after_on_local_data(masked_lm, te
     assert result.returncode == 0, result.stderr[-3000:]
     comparison = (run / "comparison.md").read_text()
     assert comparison.count("| ptb | validation |") == 2 and comparison.count("| paper: BERT |") == 2
+
+
+def test_our_dit_fine_tunes_on_glue_with_mean_pooling(mdlm_run, glue_dir, tmp_path):
+    """A text-tiny MDLM run (GPT-2-style tokenizer, no pair template, no padding mask) through the same sweep."""
+    run = tmp_path / "dit"
+    main(["finetune", "glue", "grid.lr=[1e-3]", "epochs=2", "epochs_per_task={}", "data.batch_size=16",
+          "trainer.enable_progress_bar=false", "--ckpt", str(mdlm_run[0]), "--data-dir", str(glue_dir), "--run-dir",
+          str(run), "--seeds", "1", "--datasets", "rte"])
+    summary = json.loads((run / "results.json").read_text())["summary"]
+    assert set(summary) == {"rte"} and 0 <= summary["rte"]["mean"] <= 100
+    (backbone, _), _ = glue_backbone(str(mdlm_run[0]), False)
+    classifier = TextClassifier({"model": {"pooling": "auto", "dropout": 0.0}}, backbone, 2)
+    assert classifier.pooling == "mean"
