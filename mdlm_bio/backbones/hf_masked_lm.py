@@ -78,7 +78,6 @@ class HuggingFaceMaskedLM(nn.Module):
         # The model's own size: a vocabulary padded past the tokenizer's ids (ModernBERT's) is the shape its weights have
         return {**options, "config": stored_config(config), "vocab_size": config.vocab_size}
 
-
     def features(self, tokens: Tensor, t: Tensor | None = None, attention_mask: Tensor | None = None,
                  token_type_ids: Tensor | None = None) -> Tensor:
         """The encoder's last hidden states [B, L, D] (no time input): what classification heads read, with the

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,8 @@ def loader(data: Any, task: GlueTask, tokenizer: TextTokenizer, batch_size: int,
            shuffle_seed: int | None = None) -> DataLoader:
     generator = None if shuffle_seed is None else torch.Generator().manual_seed(shuffle_seed)
     return DataLoader(data, batch_size=batch_size, shuffle=shuffle_seed is not None, generator=generator,
-                      num_workers=workers, collate_fn=lambda rows: collate(rows, tokenizer.pad_id, task.is_regression))
+                      num_workers=workers, collate_fn=partial(collate, pad_id=tokenizer.pad_id,
+                                                              regression=task.is_regression))
 
 
 def finetune_one(config: DictConfig, task: GlueTask, lr: float, seed: int, backbone: tuple[dict[str, Any], dict[str, Any]],

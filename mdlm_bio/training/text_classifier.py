@@ -78,10 +78,10 @@ class TextClassifier(L.LightningModule):
 
     def configure_optimizers(self):
         optim = self.config["optim"]
-        decayed = [p for name, p in self.named_parameters() if p.ndim > 1 and "norm" not in name.lower()]
-        others = [p for name, p in self.named_parameters() if not (p.ndim > 1 and "norm" not in name.lower())]
-        optimizer = torch.optim.AdamW([{"params": decayed, "weight_decay": optim["weight_decay"]},
-                                       {"params": others, "weight_decay": 0.0}], lr=optim["lr"])
+        exempt = {name for name, p in self.named_parameters() if p.ndim < 2 or "norm" in name.lower()}  # biases, norms
+        groups = [[p for name, p in self.named_parameters() if (name in exempt) is skip] for skip in (False, True)]
+        optimizer = torch.optim.AdamW([{"params": groups[0], "weight_decay": optim["weight_decay"]},
+                                       {"params": groups[1], "weight_decay": 0.0}], lr=optim["lr"])
         total = self.trainer.estimated_stepping_batches
         warmup = max(1, round(optim["warmup_fraction"] * total))
         schedule = torch.optim.lr_scheduler.LambdaLR(
