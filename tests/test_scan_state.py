@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from test_scan import PATHS, force_path, scan_inputs
 
+from mdlm_bio.backbones.mamba import Mamba
 from mdlm_bio.backbones.scan_state import selective_scan_from, states_after_blocks, step_sizes
 
 
@@ -77,3 +78,26 @@ def test_a_block_that_does_not_divide_the_length_is_refused():
     args = scan_inputs(length=10)
     with pytest.raises(ValueError, match=r"block \(4\) must divide the length \(10\)"):
         states_after_blocks(args["u"], args["delta"], args["A"], args["B"], 4)
+
+
+def test_a_mixer_fed_in_pieces_from_carried_states_mixes_as_the_whole():
+    """Mamba.mix_from_state: pieces of 11, 14 and 5 positions, each from the state the last one left, give the
+    whole sequence's outputs (the convolution's look-back crosses the piece boundaries), with the same gradients."""
+    torch.manual_seed(0)
+    mamba = Mamba(16, d_state=4).double()
+    xz = torch.randn(2, 30, 2 * mamba.d_inner, dtype=torch.float64, requires_grad=True)
+    whole = mamba.mix(xz)
+    pieces, state = [], None
+    for begin, end in ((0, 11), (11, 25), (25, 30)):
+        out, state = mamba.mix_from_state(xz[:, begin:end], state)
+        pieces.append(out)
+    joined = torch.cat(pieces, dim=1)
+    torch.testing.assert_close(joined, whole, rtol=1e-10, atol=1e-10)
+    weights = torch.randn_like(whole)
+    parameters = [xz, mamba.conv1d.weight, mamba.conv1d.bias, mamba.x_proj.weight, mamba.dt_proj.weight,
+                  mamba.dt_proj.bias, mamba.A_log, mamba.D]  # what mixing reads (not the projections around it)
+    expected = torch.autograd.grad((whole * weights).sum(), parameters)
+    actual = torch.autograd.grad((joined * weights).sum(), parameters)
+    for a, e in zip(actual, expected):  # A_log, D and the step bias enter as float32 (as mamba-ssm's), so do their grads
+        torch.testing.assert_close(a, e, rtol=1e-6, atol=1e-8)
+    assert state.conv.shape == (2, mamba.d_inner, 3) and state.scan.shape == (2, mamba.d_inner, 4)

@@ -7,6 +7,7 @@ out_proj) so that published Mamba and Caduceus weights map onto them one to one.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +16,7 @@ from torch import Tensor, nn
 from .kernels import causal_conv1d_kernel, kernels_apply, selective_scan_kernel
 from .recompute import ScanCore, recomputed
 from .scan import selective_scan, selective_scan_torch
+from .scan_state import selective_scan_from, states_after_blocks, step_sizes
 
 
 def at_least_float32(x: Tensor) -> Tensor:
@@ -104,6 +106,36 @@ class Mamba(nn.Module):
         else:
             y = selective_scan_torch(*scan_args, **scan_kwargs, core=core)
         return y.flip(2).transpose(1, 2) if reverse else y.transpose(1, 2)
+
+    def mix_from_state(self, xz: Tensor, state: MixerState | None = None) -> tuple[Tensor, MixerState]:
+        """`mix` (forward direction) continued from what came before, also returning what comes after: `state`
+        holds the convolution's last inputs and the scan's state after the previous position (None: the start of
+        a sequence). A sequence mixed in pieces, each from the state the previous one left, is mixed as a whole:
+        what block diffusion on Mamba carries instead of a KV cache. The torch convolution and scan serve here,
+        for the short pieces it is used on."""
+        x, z = xz.transpose(1, 2).chunk(2, dim=1)
+        width = self.conv1d.kernel_size[0]
+        before = x.new_zeros(x.shape[0], x.shape[1], width - 1) if state is None else state.conv.to(x.dtype)
+        extended = torch.cat([before, x], dim=-1)  # zeros before a sequence start, as the causal padding is
+        x = F.silu(F.conv1d(extended, self.conv1d.weight, self.conv1d.bias, groups=self.d_inner))
+        dt, B, C = self.x_proj(x.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = F.linear(dt, self.dt_proj.weight).transpose(1, 2)
+        A, B, C = -torch.exp(self.A_log.float()), B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous()
+        h0 = x.new_zeros(x.shape[0], self.d_inner, self.d_state) if state is None else state.scan
+        options = dict(z=z, delta_bias=self.dt_proj.bias.float(), delta_softplus=True)
+        y = selective_scan_from(x, delta, A, B, C, h0, self.D.float(), **options)
+        steps = step_sizes(delta, self.dt_proj.bias.float(), True)
+        after = states_after_blocks(x, steps, A, B, x.shape[-1], h0)[:, :, -1]
+        return y.transpose(1, 2), MixerState(extended[..., extended.shape[-1] - (width - 1) :], after)
+
+
+@dataclass(frozen=True)
+class MixerState:
+    """What a Mamba mixer carries past a position: the convolution's last d_conv - 1 inputs [B, E, d_conv - 1]
+    and the selective scan's state [B, E, N]."""
+
+    conv: Tensor
+    scan: Tensor
 
 
 
