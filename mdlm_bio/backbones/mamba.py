@@ -96,16 +96,20 @@ class Mamba(nn.Module):
             xz = xz.flip(1)
         x, z = xz.transpose(1, 2).chunk(2, dim=1)
         x = self.causal_conv(x)
-        dt, B, C = self.x_proj(x.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = F.linear(dt, self.dt_proj.weight).transpose(1, 2)
-        scan_args = (x, delta, -torch.exp(self.A_log.float()), B.transpose(1, 2).contiguous(),
-                     C.transpose(1, 2).contiguous(), self.D.float())
+        scan_args = (x, *self.scan_inputs(x), self.D.float())
         scan_kwargs = dict(z=z, delta_bias=self.dt_proj.bias.float(), delta_softplus=True)
         if core is None:
             y = selective_scan(*scan_args, **scan_kwargs)
         else:
             y = selective_scan_torch(*scan_args, **scan_kwargs, core=core)
         return y.flip(2).transpose(1, 2) if reverse else y.transpose(1, 2)
+
+    def scan_inputs(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The selective scan's delta (before its bias), A, B and C for the convolved inputs x [B, E, L], in
+        mamba-ssm's layout."""
+        dt, B, C = self.x_proj(x.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = F.linear(dt, self.dt_proj.weight).transpose(1, 2)
+        return delta, -torch.exp(self.A_log.float()), B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous()
 
     def mix_from_state(self, xz: Tensor, state: MixerState | None = None) -> tuple[Tensor, MixerState]:
         """`mix` (forward direction) continued from what came before, also returning what comes after: `state`
@@ -118,9 +122,7 @@ class Mamba(nn.Module):
         before = x.new_zeros(x.shape[0], x.shape[1], width - 1) if state is None else state.conv.to(x.dtype)
         extended = torch.cat([before, x], dim=-1)  # zeros before a sequence start, as the causal padding is
         x = F.silu(F.conv1d(extended, self.conv1d.weight, self.conv1d.bias, groups=self.d_inner))
-        dt, B, C = self.x_proj(x.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = F.linear(dt, self.dt_proj.weight).transpose(1, 2)
-        A, B, C = -torch.exp(self.A_log.float()), B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous()
+        delta, A, B, C = self.scan_inputs(x)
         h0 = x.new_zeros(x.shape[0], self.d_inner, self.d_state) if state is None else state.scan
         options = dict(z=z, delta_bias=self.dt_proj.bias.float(), delta_softplus=True)
         y = selective_scan_from(x, delta, A, B, C, h0, self.D.float(), **options)
@@ -136,7 +138,6 @@ class MixerState:
 
     conv: Tensor
     scan: Tensor
-
 
 
 # Recompute a mixer's activations in backward once plain autograd would save this much for it: recomputing

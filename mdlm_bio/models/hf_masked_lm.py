@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..backbones.hf_masked_lm import hub_or_folder, stored_config
 from ..errors import CheckpointError
-from ..sources import HF_CONFIG, HF_PREFIX, is_hub_name
+from ..sources import HF_CONFIG, is_hub_name
 from .published import MDLM_OBJECTIVE, PublishedModel
 from .spec import ModelSpec
 
@@ -34,7 +34,7 @@ def masked_lm_config(weights: Path, source: str) -> Path | None:
         from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
         try:
-            config = Path(hf_hub_download(source[len(HF_PREFIX):], HF_CONFIG))
+            config = Path(hf_hub_download(hub_or_folder(source), HF_CONFIG))
         except (EntryNotFoundError, LocalEntryNotFoundError):
             return None
     if not config.is_file():

@@ -58,9 +58,8 @@ def all_columns() -> list[str]:
     return [column for task in glue_tasks().values() for column in task.columns()]
 
 
-def markdown_table(summary: dict[str, dict[str, Any]], title: str) -> str:
+def markdown_table(summary: dict[str, dict[str, Any]], paper: dict[str, dict[str, float]], title: str) -> str:
     columns = all_columns()
-    paper = glue_settings()["paper"]
     average = statistics.fmean(summary[column]["mean"] for column in columns) if set(columns) <= set(summary) else None
     header = ["model", *columns, "average"]
     ours = [f"**{summary[c]['mean']:.2f}** ± {summary[c]['std']:.2f}" if c in summary else "–" for c in columns]
@@ -81,7 +80,6 @@ def markdown_table(summary: dict[str, dict[str, Any]], title: str) -> str:
 
 def write_results(results: Sequence[GlueResult], tasks: Sequence[GlueTask], out_dir: Path, title: str) -> Path:
     """results.json (every run, the summary, the paper's rows) and results.md in out_dir; returns the .md."""
-    summary = summarise(results, tasks)
-    payload = {"model": title, "summary": summary, "runs": [asdict(result) for result in results],
-               "paper": glue_settings()["paper"]}
-    return write_json_and_markdown(out_dir, "results", payload, markdown_table(summary, title))
+    summary, paper = summarise(results, tasks), glue_settings()["paper"]
+    payload = {"model": title, "summary": summary, "runs": [asdict(result) for result in results], "paper": paper}
+    return write_json_and_markdown(out_dir, "results", payload, markdown_table(summary, paper, title))

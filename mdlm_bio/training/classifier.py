@@ -19,7 +19,7 @@ from ..backbones.caduceus import Caduceus, conjoined_features
 from ..errors import CheckpointError, first_line
 from ..models.checkpoint_format import read_checkpoint
 from .data.labelled import random_reverse_complement
-from .module import lr_factor, seeded_generator
+from .module import fine_tuning_schedule, seeded_generator
 
 
 class NotAClassifierBackbone(ValueError):
@@ -92,12 +92,7 @@ class SequenceClassifier(L.LightningModule):
     def configure_optimizers(self):
         optim = self.config["optim"]
         optimizer = torch.optim.AdamW(self.parameters(), lr=optim["lr"], weight_decay=optim["weight_decay"])
-        total = self.trainer.estimated_stepping_batches
-        warmup = round(optim["warmup_fraction"] * total)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: lr_factor(step, max(1, warmup), total, optim["decay"], optim["min_lr_ratio"])
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return fine_tuning_schedule(optimizer, self.trainer.estimated_stepping_batches, optim)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["mdlm_bio_classifier"] = {

@@ -101,8 +101,9 @@ def load_config(name_or_path: str, overrides: Sequence[str] = (), kind: str = "t
     config = _read(name_or_path, kind)
     OmegaConf.set_struct(config, True)
     for section in OPEN_SECTIONS:
-        if OmegaConf.select(config, section) is not None:
-            OmegaConf.set_struct(OmegaConf.select(config, section), False)
+        node = OmegaConf.select(config, section)
+        if node is not None:  # a section other kinds of config have
+            OmegaConf.set_struct(node, False)
     for override in overrides:
         if "=" not in override:
             raise ConfigError(f"override {override!r} must look like key=value, e.g. trainer.max_steps=500")

@@ -37,6 +37,15 @@ def lr_factor(step: int, warmup: int, total: int, decay: str, min_ratio: float) 
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def fine_tuning_schedule(optimizer: torch.optim.Optimizer, total: int, optim: dict[str, Any]) -> dict[str, Any]:
+    """Lightning's optimizer configuration for a fine-tuning run measured in epochs: warmup over
+    `optim["warmup_fraction"]` of the `total` steps (at least one), then `optim["decay"]` to `min_lr_ratio`."""
+    warmup = max(1, round(optim["warmup_fraction"] * total))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, warmup, total, optim["decay"], optim["min_lr_ratio"]))
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
 class DiffusionLM(LanguageModel, L.LightningModule):
     """The network of models/network.py, trained: built from a ModelSpec (what the checkpoint stores) and
     TrainingSettings. `run_config` (the run's resolved YAML, if any) is kept in checkpoints as a record of how it

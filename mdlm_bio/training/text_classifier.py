@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from ..backbones import build_backbone
 from .classifier import mean_pool
-from .module import lr_factor
+from .module import fine_tuning_schedule
 
 POOLINGS = ("auto", "first", "mean")
 
@@ -82,8 +82,4 @@ class TextClassifier(L.LightningModule):
         groups = [[p for name, p in self.named_parameters() if (name in exempt) is skip] for skip in (False, True)]
         optimizer = torch.optim.AdamW([{"params": groups[0], "weight_decay": optim["weight_decay"]},
                                        {"params": groups[1], "weight_decay": 0.0}], lr=optim["lr"])
-        total = self.trainer.estimated_stepping_batches
-        warmup = max(1, round(optim["warmup_fraction"] * total))
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: lr_factor(step, warmup, total, optim["decay"], optim["min_lr_ratio"]))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return fine_tuning_schedule(optimizer, self.trainer.estimated_stepping_batches, optim)
