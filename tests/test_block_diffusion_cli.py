@@ -48,6 +48,28 @@ def test_a_block_diffusion_run_samples_any_length_block_by_block(bd3_run, tmp_pa
         capsys, ["infill", "--ckpt", str(bd3_run), str(out), "--out", str(tmp_path / "filled.fa")])
 
 
+def test_block_diffusion_on_mamba_samples_past_its_context_and_scores_both_strands(data_dir, tmp_path, capsys):
+    """demo-bd3-mamba: 600 bases from a 64-base context, block by block from the carried state; `score
+    --both-strands` is the mean of the record's score and its reverse complement's."""
+    run = tmp_path / "mamba"
+    main(bd3_args(run, data_dir, 4, "model.preset=caduceus-ph-tiny", "data.rc_augment=0.5"))
+    assert type(load_model(run).network.backbone).__name__ == "Caduceus"
+    out = tmp_path / "long.fa"
+    main(["sample", "--ckpt", str(run), "--num", "2", "--length", "600", "--out", str(out)])
+    records = list(SeqIO.parse(out, "fasta"))
+    assert [len(r.seq) for r in records] == [600, 600] and set("".join(str(r.seq) for r in records)) <= set("ACGT")
+    capsys.readouterr()
+    reverse = tmp_path / "reverse.fa"
+    SeqIO.write([r.reverse_complement(id=r.id, description="") for r in records], reverse, "fasta")
+    scores = {}
+    for name, fasta, extra in [("forward", out, []), ("reverse", reverse, []), ("both", out, ["--both-strands"])]:
+        main(["score", str(fasta), "--ckpt", str(run), "--mc", "2", *extra])
+        scores[name] = [float(line.split("\t")[3]) for line in capsys.readouterr().out.splitlines()[1:]]
+    assert scores["forward"] != scores["reverse"]  # a left-to-right model is not strand-symmetric
+    for both, forward, reverse_score in zip(scores["both"], scores["forward"], scores["reverse"]):
+        assert both == pytest.approx((forward + reverse_score) / 2, abs=1e-3)
+
+
 def test_a_run_starts_from_another_runs_weights_and_refuses_a_backbone_that_does_not_fit(bd3_run, data_dir,
                                                                                          tmp_path, capsys):
     main(bd3_args(tmp_path / "fine", data_dir, 2, f"init_from={bd3_run}", "objective.block_size=8"))
@@ -61,8 +83,9 @@ def test_a_run_starts_from_another_runs_weights_and_refuses_a_backbone_that_does
     ("objective.block_size=5", "objective.kind=bd3 needs objective.block_size, a positive integer that divides "
                                "data.window=64; got 5"),
     ("objective.clip=[0.8,0.2]", "objective.clip must be [beta, omega] with 0 <= beta < omega <= 1; got [0.8, 0.2]"),
-    ("model.preset=caduceus-tiny", "block diffusion needs a backbone that reads [x_t, x_0] under the block mask (dit), "
-                                   "not caduceus"),
+    ("model.preset=caduceus-tiny", "block diffusion reads blocks left to right, which has a direction, so "
+                                   "Caduceus-PS's reverse-complement parameter sharing cannot hold"),
+    ("model.preset=mamba-ar-tiny", "block diffusion on Caduceus needs bidirectional: true"),
 ])
 def test_block_diffusion_settings_are_checked(data_dir, tmp_path, capsys, override, message):
     assert message in error_of(capsys, bd3_args(tmp_path / "bad", data_dir, 2, override))

@@ -170,6 +170,31 @@ def test_selective_scan_dispatch_passes_strided_arguments_the_kernel_accepts(mam
     assert mamba_kernels.count("selective_scan") == 1
 
 
+def test_block_diffusion_on_mamba_takes_the_kernels_for_every_scan_from_zero(mamba_kernels, monkeypatch):
+    """On CUDA, Mamba block diffusion scans with the kernel wherever a scan starts from zero (the clean sequence,
+    both directions within blocks, each noisy block's forward scan before its start state's correction); the start
+    states enter through the torch correction (scan_state.py), since selective_scan_fn takes none. Logits and
+    gradients agree with the pure-torch path."""
+    torch.manual_seed(0)
+    model = perturbed(Caduceus(VOCAB_SIZE, COMPLEMENT_MAP, d_model=16, n_layer=2, rcps=False, d_state=8))
+    clean = torch.randint(7, 11, (2, 22), generator=torch.Generator().manual_seed(0))
+    noisy = clean.masked_fill(torch.rand(clean.shape, generator=torch.Generator().manual_seed(1)) < 0.5, 3)
+    weights = torch.randn(2, 22, VOCAB_SIZE, generator=torch.Generator().manual_seed(2))
+
+    def logits_and_gradients() -> tuple[torch.Tensor, dict]:
+        model.zero_grad(set_to_none=True)
+        logits = model.block_logits(noisy, clean, 4)
+        (logits * weights).sum().backward()
+        return logits.detach(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    kernel_result = logits_and_gradients()
+    # per layer: the clean forward scan, the clean and the noisy backward scans of the 5 whole blocks and of the
+    # partial one, and the noisy forward scans of the whole blocks and of the partial one
+    assert mamba_kernels.count("selective_scan") == 7 * len(model.layers)
+    torch_path(monkeypatch)
+    assert_paths_agree(kernel_result, logits_and_gradients(), 1e-5, elementwise=True)
+
+
 def test_kernels_off_keeps_the_torch_path(mamba_kernels, monkeypatch):
     torch_path(monkeypatch)
     caduceus(rcps=True)(torch.zeros(1, 8, dtype=torch.long))

@@ -19,7 +19,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from .mamba import BiMamba, Mamba, RMSNorm, at_least_float32
+from . import block_mamba
+from .block_mamba import CarriedState
+from .mamba import BiMamba, Mamba, RMSNorm, add_to_residual
 
 
 def check_complement_map(complement_map: Sequence[int], vocab_size: int) -> None:
@@ -152,7 +154,7 @@ class Caduceus(nn.Module):
         """Final normed hidden states [B, L, width]."""
         hidden, residual = self._embed(tokens, labels), None
         for layer in self.layers:
-            residual = at_least_float32(hidden) if residual is None else residual + hidden
+            residual = add_to_residual(residual, hidden)
             if self.rcps:
                 residual = self._swap_halves(residual)
             hidden = self._strandwise(layer, residual)
@@ -175,6 +177,37 @@ class Caduceus(nn.Module):
         """Logits [N, V] at N (row, column) positions only. The head reads each position's own hidden state
         (for RCPS, its two strands' channels), so gathering first changes nothing, equivariance included."""
         return self.head(self.hidden_states(tokens, labels)[positions])
+
+    # ------------------------------------------------------------------ block diffusion (block_mamba.py)
+
+    carries_state = True  # block sampling keeps a fixed-size state per layer, not the finished blocks
+
+    def check_block_diffusion(self) -> None:
+        block_mamba.check_block_diffusion(self)
+
+    def block_logits(self, noisy: Tensor, clean: Tensor, block_size: int,
+                     positions: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """Block diffusion's one-pass training input: logits of every noisy block [B, L, V] (or [N, V] at N
+        positions), each block read from the clean blocks before it and within itself."""
+        self.check_block_diffusion()
+        hidden = block_mamba.noisy_hidden(self, noisy, clean, block_size)
+        return self.head(hidden if positions is None else hidden[positions])
+
+    def cached_logits(self, block: Tensor, state: CarriedState | None,
+                      positions: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """Logits of a noisy block [B, L', V] (or [N, V] at N positions) after the clean blocks `state` carries
+        (None: none yet): what the DiT's cached_logits gives from its key/value cache, in a fixed size."""
+        hidden = block_mamba.block_hidden(self, block, state, keep_state=False)[0]
+        return self.head(hidden if positions is None else hidden[positions])
+
+    def advance(self, block: Tensor, state: CarriedState | None) -> CarriedState:
+        """The carried state after one more finished (clean) block [B, L']: one pass over the block."""
+        return block_mamba.block_hidden(self, block, state, keep_state=True)[1]
+
+    def prefix_logits(self, prefix: Tensor, block: Tensor, block_size: int) -> Tensor:
+        """The logits `cached_logits` gives, with the state computed from the clean prefix itself in one pass (as
+        training reads the clean sequence): what the carried state is checked against."""
+        return self.cached_logits(block, block_mamba.prefix_state(self, prefix, block_size))
 
     def head(self, hidden: Tensor) -> Tensor:
         """Hidden states [..., width] -> logits [..., V] through the tied embedding (for RCPS the reverse

@@ -24,6 +24,11 @@ def at_least_float32(x: Tensor) -> Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
+def add_to_residual(residual: Tensor | None, hidden: Tensor) -> Tensor:
+    """A residual stream in at least float32: the first layer's input starts it."""
+    return at_least_float32(hidden) if residual is None else residual + hidden
+
+
 class RMSNorm(nn.Module):
     """Root-mean-square norm with a weight only; computed in at least float32, returned in the weight's dtype."""
 
@@ -111,11 +116,13 @@ class Mamba(nn.Module):
         delta = F.linear(dt, self.dt_proj.weight).transpose(1, 2)
         return delta, -torch.exp(self.A_log.float()), B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous()
 
-    def mix_from_state(self, xz: Tensor, state: MixerState | None = None) -> tuple[Tensor, MixerState]:
+    def mix_from_state(self, xz: Tensor, state: MixerState | None = None,
+                       keep_state: bool = True) -> tuple[Tensor, MixerState | None]:
         """`mix` (forward direction) continued from what came before, also returning what comes after: `state`
         holds the convolution's last inputs and the scan's state after the previous position (None: the start of
         a sequence). A sequence mixed in pieces, each from the state the previous one left, is mixed as a whole:
-        what block diffusion on Mamba carries instead of a KV cache. The torch convolution and scan serve here,
+        what block diffusion on Mamba carries instead of a KV cache. Without `keep_state` the state after is not
+        computed (None; training's noisy blocks read outputs only). The torch convolution and scan serve here,
         for the short pieces it is used on."""
         x, z = xz.transpose(1, 2).chunk(2, dim=1)
         width = self.conv1d.kernel_size[0]
@@ -126,9 +133,30 @@ class Mamba(nn.Module):
         h0 = x.new_zeros(x.shape[0], self.d_inner, self.d_state) if state is None else state.scan
         options = dict(z=z, delta_bias=self.dt_proj.bias.float(), delta_softplus=True)
         y = selective_scan_from(x, delta, A, B, C, h0, self.D.float(), **options)
+        if not keep_state:
+            return y.transpose(1, 2), None
         steps = step_sizes(delta, self.dt_proj.bias.float(), True)
         after = states_after_blocks(x, steps, A, B, x.shape[-1], h0)[:, :, -1]
         return y.transpose(1, 2), MixerState(extended[..., extended.shape[-1] - (width - 1) :], after)
+
+    def mix_with_boundaries(self, xz: Tensor, block: int) -> tuple[Tensor, MixerState]:
+        """`mix` (forward direction) over a whole sequence [B, L, 2E], also returning the state after each whole
+        block of `block` positions, as a MixerState of [B, J, E, d_conv - 1] and [B, J, E, N]: what block
+        diffusion's clean sequence gives each noisy block. The scan itself takes any path (`selective_scan`); the
+        block-end states come from `states_after_blocks`."""
+        x, z = xz.transpose(1, 2).chunk(2, dim=1)
+        width, blocks = self.conv1d.kernel_size[0], x.shape[-1] // block
+        ends = torch.arange(1, blocks + 1, device=x.device)[:, None] * block
+        # the last d_conv - 1 inputs before each block end (zeros before the start, as the causal padding is)
+        conv = F.pad(x, (width - 1, 0))[:, :, ends + torch.arange(width - 1, device=x.device)].transpose(1, 2)
+        x = self.causal_conv(x)
+        delta, A, B, C = self.scan_inputs(x)
+        y = selective_scan(x, delta, A, B, C, self.D.float(), z=z, delta_bias=self.dt_proj.bias.float(),
+                           delta_softplus=True)
+        whole = blocks * block
+        steps = step_sizes(delta[..., :whole], self.dt_proj.bias.float(), True)
+        scan = states_after_blocks(x[..., :whole], steps, A, B[..., :whole], block).transpose(1, 2)
+        return y.transpose(1, 2), MixerState(conv, scan)
 
 
 @dataclass(frozen=True)
@@ -138,6 +166,10 @@ class MixerState:
 
     conv: Tensor
     scan: Tensor
+
+    def rows(self, rows: Tensor | slice) -> MixerState:
+        """The state of some rows of the batch."""
+        return MixerState(self.conv[rows], self.scan[rows])
 
 
 # Recompute a mixer's activations in backward once plain autograd would save this much for it: recomputing

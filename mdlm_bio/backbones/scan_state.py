@@ -70,4 +70,4 @@ def states_after_blocks(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, block: i
     for index in range(blocks):  # one step per block, in plain ops so autograd differentiates it
         state = carry[:, :, index] * state + own[:, :, index]
         states.append(state)
-    return torch.stack(states, dim=2)
+    return torch.stack(states, dim=2) if states else own  # no whole block: [B, E, 0, N]

@@ -166,6 +166,10 @@ def score(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("fasta", type=Path, help="FASTA file ('-' for standard input)")
     _dna_model(parser)
     parser.add_argument("--mc", type=positive_int, default=8, help="Monte-Carlo time samples per window (default: 8)")
+    parser.add_argument("--both-strands", action="store_true",
+                        help="average each record's score with its reverse complement's: strand-symmetric scores "
+                        "from a model that is not RC-equivariant (post hoc conjoined; block diffusion and AR models "
+                        "read left to right)")
     parser.add_argument("--out", type=Path, default=None, help="TSV file (default: standard output)")
     add_memory_option(parser)
 

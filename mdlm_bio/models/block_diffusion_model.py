@@ -1,16 +1,17 @@
-"""A block diffusion model (BD3-LM) behind the model handle: blocks left to right with a key/value cache, any
-sampler inside a block, samples of variable length, NELBO scores.
+"""A block diffusion model (BD3-LM) behind the model handle: blocks left to right, any sampler inside a block,
+samples of variable length, NELBO scores.
 
-The cache is exact: a finished block passes through the network once more, as the clean half of the training
-input does, and its keys and values serve every later block (tests/test_block_sampling.py checks it against
-recomputing the prefix). Past the context, the window slides by whole blocks (the oldest are forgotten), as
-BD3-LM's does.
+What the network keeps of the finished blocks depends on its backbone. A transformer keeps their keys and values
+(a cache that grows with the context; past it, the window slides by whole blocks, as BD3-LM's does). Mamba keeps
+one fixed-size state per layer (block_mamba.py), so DNA of any length costs the same memory per block. Both are
+exact: a finished block passes through the network once more, as the clean half of the training input does
+(tests/test_block_sampling.py and tests/test_block_mamba.py check them against recomputing the prefix).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -34,35 +35,60 @@ class CachedBlocks:
         self.network, self.cache, self.keep = network, KeyValueCache(), context - network.engine.block_size
 
     def denoiser(self) -> Denoiser:
-        return cached_denoiser(self.network, self.cache)
+        return remembering_denoiser(self.network, self.cache)
 
     def append(self, block: Tensor) -> None:
         self.network.backbone.extend_cache(block, self.cache)
         self.network.backbone.forget(self.cache, self.keep)
 
 
-def cached_denoiser(network: LanguageModel, cache: KeyValueCache) -> PositionalDenoiser:
-    """The next block's denoiser over `cache`; on some rows, over theirs (the cached sampler re-runs only those)."""
+class CarriedStates:
+    """The finished blocks as a state-space backbone's state after them, one of fixed size per layer: each block
+    is read once, and nothing else of the past is kept."""
+
+    def __init__(self, network: LanguageModel, context: int) -> None:
+        self.network, self.state = network, None
+
+    def denoiser(self) -> Denoiser:
+        return remembering_denoiser(self.network, self.state)
+
+    def append(self, block: Tensor) -> None:
+        self.state = self.network.backbone.advance(block, self.state)
+
+
+def remembering_denoiser(network: LanguageModel, memory: Any) -> PositionalDenoiser:
+    """The next block's denoiser over what the backbone remembers of the blocks before (a key/value cache, a
+    carried state, or None at the start); on some rows, over theirs (the cached sampler re-runs only those)."""
     def denoise(z: Tensor, t: Tensor) -> Tensor:
-        return network.restrict(network.backbone.cached_logits(z, cache))
+        return network.restrict(network.backbone.cached_logits(z, memory))
 
     def at(z: Tensor, t: Tensor, positions: Positions) -> Tensor:
-        return network.restrict(network.backbone.cached_logits(z, cache, positions))
+        return network.restrict(network.backbone.cached_logits(z, memory, positions))
 
-    return PositionalDenoiser(denoise, at, lambda rows: cached_denoiser(network, cache.rows(rows)))
+    return PositionalDenoiser(denoise, at, lambda rows: remembering_denoiser(
+        network, None if memory is None else memory.rows(rows)))
 
 
 class RecomputedBlocks:
-    """The finished blocks themselves, read again at every call: what the cache saves, and its reference."""
+    """The finished blocks themselves, read again at every call: what the cache or the state saves, and their
+    reference. A transformer reads the last context's worth; a state-space backbone, all of them."""
 
     def __init__(self, network: LanguageModel, context: int) -> None:
-        self.network, self.prefix, self.keep = network, None, context - network.engine.block_size
+        self.network, self.prefix = network, None
+        self.keep = None if carries_state(network) else context - network.engine.block_size
 
     def denoiser(self) -> Denoiser:
         return prefix_denoiser(self.network, self.prefix)
 
     def append(self, block: Tensor) -> None:
-        self.prefix = block if self.prefix is None else torch.cat([self.prefix, block], dim=1)[:, -self.keep :]
+        self.prefix = block if self.prefix is None else torch.cat([self.prefix, block], dim=1)
+        if self.keep is not None:
+            self.prefix = self.prefix[:, -self.keep :]
+
+
+def carries_state(network: LanguageModel) -> bool:
+    """Whether the backbone remembers finished blocks as a fixed-size state (Mamba) rather than a cache."""
+    return getattr(network.backbone, "carries_state", False)
 
 
 def prefix_denoiser(network: LanguageModel, prefix: Tensor | None) -> PositionalDenoiser:
@@ -98,7 +124,7 @@ class BlockDiffusionModel(Model):
         BD3-LM samples do), up to `length` tokens or where `stop` ends every row."""
         if prompt is None and start_token is not None:
             prompt = np.array([start_token])
-        reader = CachedBlocks if self.kv_cache else RecomputedBlocks
+        reader = RecomputedBlocks if not self.kv_cache else CarriedStates if carries_state(self.network) else CachedBlocks
 
         def new_context(batch: int) -> BlockContext:
             return reader(self.network, self.context)

@@ -49,9 +49,11 @@ class LanguageModel(nn.Module):
             raise ValueError(f"an autoregressive model needs a causal backbone; {spec.backbone['architecture']} is a "
                              f"bidirectional encoder (train it with objective.kind=mdlm)")
         self.engine: MaskedDiffusion | BlockDiffusion = spec.objective.engine(spec.mask_id)
-        if isinstance(self.engine, BlockDiffusion) and not hasattr(self.backbone, "block_logits"):
-            raise ValueError(f"block diffusion needs a backbone that reads [x_t, x_0] under the block mask (dit), "
-                             f"not {spec.backbone['architecture']}")
+        if isinstance(self.engine, BlockDiffusion):
+            if not hasattr(self.backbone, "block_logits"):
+                raise ValueError(f"block diffusion needs a backbone that reads [x_t, x_0] block by block (dit, or "
+                                 f"caduceus with rcps: false), not {spec.backbone['architecture']}")
+            getattr(self.backbone, "check_block_diffusion", lambda: None)()
 
     def inference_memory(self, batch: int, length: int, outputs: int = 0) -> MemoryEstimate:
         """Network calls at [batch, length] without gradients (sampling, scoring), measured on a probe and
