@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from .mamba import BiMamba, MixerState, add_to_residual
+from .mamba import BiMamba, Mamba, MixerState, add_to_residual
 
 if TYPE_CHECKING:
     from .caduceus import Caduceus
@@ -56,6 +56,11 @@ def projected(mixer: BiMamba, forward: Tensor, backward: Tensor) -> Tensor:
     return mixer.mamba_fwd.out_proj(forward) + mixer.mamba_rev.out_proj(backward)
 
 
+def backward_within(mamba: Mamba, xz: Tensor) -> Tensor:
+    """`mamba.mix(xz, reverse=True)` on rows of one short block each, through the short-piece convolution."""
+    return mamba.mix_from_state(xz.flip(1), None, keep_state=False)[0].flip(1)
+
+
 def within_blocks(mixer: BiMamba, hidden: Tensor, before: MixerState | None,
                   keep_state: bool) -> tuple[Tensor, MixerState | None]:
     """Rows of one block each [B', L', D]: forward from `before` (None: a sequence start), backward within the row;
@@ -63,7 +68,7 @@ def within_blocks(mixer: BiMamba, hidden: Tensor, before: MixerState | None,
     xz = mixer.mamba_fwd.in_proj(hidden)
     forward, after = mixer.mamba_fwd.mix_from_state(xz, before, keep_state)
     reverse_xz = xz if mixer.weight_tie else mixer.mamba_rev.in_proj(hidden)
-    return projected(mixer, forward, mixer.mamba_rev.mix(reverse_xz, reverse=True)), after
+    return projected(mixer, forward, backward_within(mixer.mamba_rev, reverse_xz)), after
 
 
 def across_blocks(mixer: BiMamba, hidden: Tensor, block: int) -> tuple[Tensor, MixerState]:
@@ -72,8 +77,8 @@ def across_blocks(mixer: BiMamba, hidden: Tensor, block: int) -> tuple[Tensor, M
     xz = mixer.mamba_fwd.in_proj(hidden)
     forward, after = mixer.mamba_fwd.mix_with_boundaries(xz, block)
     blocks, rest = blocks_of(xz if mixer.weight_tie else mixer.mamba_rev.in_proj(hidden), block)
-    reverse = mixer.mamba_rev.mix(blocks, reverse=True) if blocks.shape[0] else blocks[..., : forward.shape[-1]]
-    rest = None if rest is None else mixer.mamba_rev.mix(rest, reverse=True)
+    reverse = backward_within(mixer.mamba_rev, blocks) if blocks.shape[0] else blocks[..., : forward.shape[-1]]
+    rest = None if rest is None else backward_within(mixer.mamba_rev, rest)
     return projected(mixer, forward, joined(reverse, rest, hidden.shape[0])), after
 
 

@@ -85,6 +85,17 @@ class Mamba(nn.Module):
             return kernel(x.contiguous(), self.conv1d.weight.squeeze(1), self.conv1d.bias, activation="silu")
         return F.silu(self.conv1d(x)[..., : x.shape[-1]])
 
+    def short_conv(self, extended: Tensor) -> Tensor:
+        """The depthwise convolution of a short piece [B, E, d_conv - 1 + L'] with its look-back, as d_conv shifted
+        multiply-adds: on the many short rows of block diffusion, several times faster than a grouped conv1d
+        (whose backward dominated a training step on the CPU)."""
+        width, length = self.conv1d.kernel_size[0], extended.shape[-1] - self.conv1d.kernel_size[0] + 1
+        weight = self.conv1d.weight[:, 0, :, None]  # [E, d_conv, 1]
+        out = self.conv1d.bias[:, None] + weight[:, 0] * extended[..., :length]
+        for shift in range(1, width):
+            out = out + weight[:, shift] * extended[..., shift : shift + length]
+        return out
+
     def forward(self, hidden: Tensor) -> Tensor:
         if recomputes(self, hidden):
             return recomputed(self._project_and_mix, hidden, list(self.parameters()))
@@ -128,11 +139,15 @@ class Mamba(nn.Module):
         width = self.conv1d.kernel_size[0]
         before = x.new_zeros(x.shape[0], x.shape[1], width - 1) if state is None else state.conv.to(x.dtype)
         extended = torch.cat([before, x], dim=-1)  # zeros before a sequence start, as the causal padding is
-        x = F.silu(F.conv1d(extended, self.conv1d.weight, self.conv1d.bias, groups=self.d_inner))
+        x = F.silu(self.short_conv(extended))
         delta, A, B, C = self.scan_inputs(x)
-        h0 = x.new_zeros(x.shape[0], self.d_inner, self.d_state) if state is None else state.scan
         options = dict(z=z, delta_bias=self.dt_proj.bias.float(), delta_softplus=True)
-        y = selective_scan_from(x, delta, A, B, C, h0, self.D.float(), **options)
+        if state is None:  # from zero: the plain scan
+            h0 = None
+            y = selective_scan(x, delta, A, B, C, self.D.float(), **options)
+        else:
+            h0 = state.scan
+            y = selective_scan_from(x, delta, A, B, C, h0, self.D.float(), **options)
         if not keep_state:
             return y.transpose(1, 2), None
         steps = step_sizes(delta, self.dt_proj.bias.float(), True)
@@ -207,6 +222,17 @@ class BiMamba(nn.Module):
         if weight_tie:
             self.mamba_rev.in_proj = self.mamba_fwd.in_proj
             self.mamba_rev.out_proj = self.mamba_fwd.out_proj
+
+    def short_conv(self, extended: Tensor) -> Tensor:
+        """The depthwise convolution of a short piece [B, E, d_conv - 1 + L'] with its look-back, as d_conv shifted
+        multiply-adds: on the many short rows of block diffusion, several times faster than a grouped conv1d
+        (whose backward dominated a training step on the CPU)."""
+        width, length = self.conv1d.kernel_size[0], extended.shape[-1] - self.conv1d.kernel_size[0] + 1
+        weight = self.conv1d.weight[:, 0, :, None]  # [E, d_conv, 1]
+        out = self.conv1d.bias[:, None] + weight[:, 0] * extended[..., :length]
+        for shift in range(1, width):
+            out = out + weight[:, shift] * extended[..., shift : shift + length]
+        return out
 
     def forward(self, hidden: Tensor) -> Tensor:
         if recomputes(self.mamba_fwd, hidden):
