@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from test_scan import PATHS, force_path, scan_inputs
 
+from mdlm_bio.backbones import scan_state
 from mdlm_bio.backbones.mamba import Mamba
 from mdlm_bio.backbones.scan_state import selective_scan_from, states_after_blocks, step_sizes
 
@@ -101,3 +102,27 @@ def test_a_mixer_fed_in_pieces_from_carried_states_mixes_as_the_whole():
     for a, e in zip(actual, expected):  # A_log, D and the step bias enter as float32 (as mamba-ssm's), so do their grads
         torch.testing.assert_close(a, e, rtol=1e-6, atol=1e-8)
     assert state.conv.shape == (2, mamba.d_inner, 3) and state.scan.shape == (2, mamba.d_inner, 4)
+
+
+def test_in_row_chunks_recomputed_in_backward_the_results_and_gradients_are_the_same(monkeypatch):
+    """With a chunk budget of one row, the start-state correction and the block-end states run a row at a time,
+    each recomputed in backward (what bounds their memory at training sizes): same values and gradients."""
+    args = {key: value.requires_grad_() for key, value in scan_inputs(length=24).items()}
+    h0 = start_state().requires_grad_()
+    inputs = [*args.values(), h0]
+
+    def outputs():
+        delta = step_sizes(args["delta"], args["delta_bias"], True)
+        return (selective_scan_from(**args, h0=h0, delta_softplus=True),
+                states_after_blocks(args["u"], delta, args["A"], args["B"], 6, h0))
+
+    whole = outputs()
+    monkeypatch.setattr(scan_state, "CHUNK_BYTES", 1)
+    chunked = outputs()
+    weights = [torch.randn_like(out) for out in whole]
+    for a, e in zip(chunked, whole):
+        torch.testing.assert_close(a, e, rtol=1e-12, atol=1e-12)
+    expected = torch.autograd.grad(sum((out * w).sum() for out, w in zip(whole, weights)), inputs)
+    actual = torch.autograd.grad(sum((out * w).sum() for out, w in zip(chunked, weights)), inputs)
+    for a, e in zip(actual, expected):
+        torch.testing.assert_close(a, e, rtol=1e-12, atol=1e-12)
