@@ -45,6 +45,7 @@ from mdlm_bio.backbones.kernels import (
     selective_scan_kernel,
 )
 from mdlm_bio.backbones.scan import selective_scan_torch
+from mdlm_bio.dna.tokenizer import MASK
 from mdlm_bio.training.data import preset_backbone
 
 # Tolerances, as the relative norm of the difference, ||kernel - torch|| / ||torch||, per tensor (logits and each
@@ -65,16 +66,17 @@ class Sizes:
     scan_state: int
     scan_lengths: tuple[int, ...]
     caduceus_preset: str
+    block_mamba_preset: str
     training_rows: tuple[str, ...]
     longest_start: int
     demo_steps: int
     sample_length: int
 
 
-GPU_SIZES = Sizes("dit-small", 4, 1024, 512, 16, (1024, 8192), "caduceus-ps", ("dit-small:1024", "caduceus-ps:1024"),
-                  2048, 400, 256)
-CPU_SIZES = Sizes("dit-tiny", 2, 64, 16, 4, (64, 128), "caduceus-tiny", ("dit-tiny:128", "caduceus-tiny:128"),
-                  256, 4, 32)
+GPU_SIZES = Sizes("dit-small", 4, 1024, 512, 16, (1024, 8192), "caduceus-ps", "caduceus-ph",
+                  ("dit-small:1024", "caduceus-ps:1024"), 2048, 400, 256)
+CPU_SIZES = Sizes("dit-tiny", 2, 64, 16, 4, (64, 128), "caduceus-tiny", "caduceus-ph-tiny",
+                  ("dit-tiny:128", "caduceus-tiny:128"), 256, 4, 32)
 
 
 @dataclass
@@ -179,16 +181,15 @@ def check_flash_attention(context: Context) -> list[Row]:
 
 
 class BlockDiffusionPass(torch.nn.Module):
-    """A DiT's block diffusion training pass as a module of tokens: [x_t, x_0] with every third token masked."""
+    """A block diffusion training pass as a module of tokens: [x_t, x_0] with every third token masked."""
 
-    def __init__(self, model: torch.nn.Module, block_size: int) -> None:
+    def __init__(self, model: torch.nn.Module, block_size: int, mask_id: int) -> None:
         super().__init__()
-        self.model, self.block_size = model, block_size
+        self.model, self.block_size, self.mask_id = model, block_size, mask_id
 
     def forward(self, tokens: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
-        mask_id = self.model.output_layer.linear.out_features - 1
         noisy = tokens.clone()
-        noisy[:, ::3] = mask_id
+        noisy[:, ::3] = self.mask_id
         return self.model.block_logits(noisy, tokens, self.block_size)
 
 
@@ -200,7 +201,9 @@ def check_block_diffusion_flex(context: Context) -> list[Row]:
     model = perturb(build_backbone(preset_backbone(context.sizes.attention_preset)).to(context.device))
     tokens = torch.randint(0, model.output_layer.linear.out_features - 1,
                            (context.sizes.attention_batch, context.sizes.attention_length), device=context.device)
-    return [compare_model_paths(BlockDiffusionPass(model, 16), tokens, torch.bfloat16, BF16_TOLERANCE, name, [])]
+    mask_id = model.output_layer.linear.out_features - 1
+    return [compare_model_paths(BlockDiffusionPass(model, 16, mask_id), tokens, torch.bfloat16, BF16_TOLERANCE, name,
+                                [])]
 
 
 # ---------------------------------------------------------------- 2. mamba-ssm and causal-conv1d
@@ -237,7 +240,8 @@ def check_mamba_kernels(context: Context) -> list[Row]:
         reason = (f"mamba-ssm and causal-conv1d are not both installed (pip install -e '.[gpu]'), or kernels do not run "
                   f"on {context.device}")
         return [skipped(f"mamba-ssm scan vs torch scan, L={length}", reason) for length in sizes.scan_lengths] + [
-            skipped(f"{sizes.caduceus_preset} kernels vs torch, bf16", reason)]
+            skipped(f"{sizes.caduceus_preset} kernels vs torch, bf16", reason),
+            skipped(f"{sizes.block_mamba_preset} block diffusion (blocks of 4) kernels vs torch, bf16", reason)]
     rows = []
     for length in sizes.scan_lengths:
         arguments = scan_arguments(2, sizes.scan_inner, sizes.scan_state, length, context.device)
@@ -256,6 +260,11 @@ def check_mamba_kernels(context: Context) -> list[Row]:
     entry_points = [("mamba_ssm.ops.selective_scan_interface", "selective_scan_fn"), ("causal_conv1d", "causal_conv1d_fn")]
     rows.append(compare_model_paths(model, tokens, torch.bfloat16, BF16_TOLERANCE,
                                     f"{sizes.caduceus_preset} kernels vs torch, bf16", entry_points))
+    # Mamba block diffusion: the kernels scan from zero, the start states enter through the torch correction
+    model = perturb(build_backbone(preset_backbone(sizes.block_mamba_preset)).to(context.device))
+    rows.append(compare_model_paths(BlockDiffusionPass(model, 4, MASK), tokens, torch.bfloat16, BF16_TOLERANCE,
+                                    f"{sizes.block_mamba_preset} block diffusion (blocks of 4) kernels vs torch, bf16",
+                                    entry_points))
     return rows
 
 
