@@ -57,7 +57,7 @@ def naive_noisy_logits(model: Caduceus, noisy: torch.Tensor, clean: torch.Tensor
 
     out = []
     for start in range(0, noisy.shape[1], block):
-        hidden_clean, hidden_noisy = model._embed(clean[:, :start]), model._embed(noisy[:, start : start + block])
+        hidden_clean, hidden_noisy = model.embed(clean[:, :start]), model.embed(noisy[:, start : start + block])
         residual_clean = residual_noisy = None
         for layer in model.layers:
             mixer = layer.mixer

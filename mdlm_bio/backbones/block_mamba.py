@@ -15,16 +15,26 @@ hold: block diffusion runs on Caduceus without it, and strand symmetry is had po
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .mamba import BiMamba, Mamba, MixerState, add_to_residual
 
-if TYPE_CHECKING:
-    from .caduceus import Caduceus
+
+class LayerStack(Protocol):
+    """What block diffusion reads of a Caduceus: its embedding, its (norm, mixer) layers and final norm, and the
+    settings it refuses."""
+
+    rcps: bool
+    class_embedding: nn.Module | None
+    layers: Sequence[nn.Module]
+    norm_f: Callable[[Tensor], Tensor]
+
+    def embed(self, tokens: Tensor) -> Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -96,7 +106,7 @@ def last_state(after: MixerState) -> MixerState | None:
     return after.rows((slice(None), -1)) if after.scan.shape[1] else None
 
 
-def check_block_diffusion(model: Caduceus) -> None:
+def check_block_diffusion(model: LayerStack) -> None:
     """Refuse the Caduceus variants block diffusion cannot run on, with the reason."""
     if model.rcps:
         raise ValueError("block diffusion reads blocks left to right, which has a direction, so Caduceus-PS's "
@@ -108,11 +118,11 @@ def check_block_diffusion(model: Caduceus) -> None:
         raise ValueError("block diffusion does not take class labels; build the Caduceus with num_classes: 0")
 
 
-def noisy_hidden(model: Caduceus, noisy: Tensor, clean: Tensor, block: int) -> Tensor:
+def noisy_hidden(model: LayerStack, noisy: Tensor, clean: Tensor, block: int) -> Tensor:
     """Final normed hidden states [B, L, D] of every noisy block, each read from the clean blocks before it: the
     clean and the noisy streams go through the layers together, the clean one giving the block-start states."""
     batch = noisy.shape[0]
-    hidden_clean, hidden_noisy = model._embed(clean), model._embed(noisy)
+    hidden_clean, hidden_noisy = model.embed(clean), model.embed(noisy)
     residual_clean = residual_noisy = None
     for layer in model.layers:
         residual_clean = add_to_residual(residual_clean, hidden_clean)
@@ -127,11 +137,11 @@ def noisy_hidden(model: Caduceus, noisy: Tensor, clean: Tensor, block: int) -> T
     return model.norm_f(residual_noisy + hidden_noisy)
 
 
-def block_hidden(model: Caduceus, tokens: Tensor, state: CarriedState | None,
+def block_hidden(model: LayerStack, tokens: Tensor, state: CarriedState | None,
                  keep_state: bool) -> tuple[Tensor, CarriedState | None]:
     """One block [B, L'] read from a carried state (None: at the sequence start): its final normed hidden states
     and, with `keep_state`, the state after it."""
-    hidden, residual, after = model._embed(tokens), None, []
+    hidden, residual, after = model.embed(tokens), None, []
     for index, layer in enumerate(model.layers):
         residual = add_to_residual(residual, hidden)
         hidden, state_after = within_blocks(layer.mixer, layer.norm(residual),
@@ -140,14 +150,14 @@ def block_hidden(model: Caduceus, tokens: Tensor, state: CarriedState | None,
     return model.norm_f(residual + hidden), CarriedState(tuple(after)) if keep_state else None
 
 
-def prefix_state(model: Caduceus, prefix: Tensor, block: int) -> CarriedState | None:
+def prefix_state(model: LayerStack, prefix: Tensor, block: int) -> CarriedState | None:
     """The carried state after a clean prefix of whole blocks, from one pass over it (as training reads the clean
     sequence): the reference the carried state is checked against."""
     if prefix.shape[1] % block:
         raise ValueError(f"a prefix of {prefix.shape[1]} tokens is not made of whole blocks of {block}")
     if not prefix.shape[1]:
         return None
-    hidden, residual, after = model._embed(prefix), None, []
+    hidden, residual, after = model.embed(prefix), None, []
     for layer in model.layers:
         residual = add_to_residual(residual, hidden)
         hidden, states = across_blocks(layer.mixer, layer.norm(residual), block)

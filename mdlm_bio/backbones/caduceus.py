@@ -134,7 +134,8 @@ class Caduceus(nn.Module):
             raise ValueError(f"labels must have shape [{tokens.shape[0]}], got {tuple(labels.shape)}")
         return self.class_embedding(labels)[:, None, :]
 
-    def _embed(self, tokens: Tensor, labels: Tensor | None = None) -> Tensor:
+    def embed(self, tokens: Tensor, labels: Tensor | None = None) -> Tensor:
+        """The first layer's input [B, L, width]: token embeddings (for RCPS, both strands), plus the label's."""
         hidden = self.embedding(tokens)
         label = self._label_vectors(tokens, labels)
         if label is not None:
@@ -152,7 +153,7 @@ class Caduceus(nn.Module):
 
     def hidden_states(self, tokens: Tensor, labels: Tensor | None = None) -> Tensor:
         """Final normed hidden states [B, L, width]."""
-        hidden, residual = self._embed(tokens, labels), None
+        hidden, residual = self.embed(tokens, labels), None
         for layer in self.layers:
             residual = add_to_residual(residual, hidden)
             if self.rcps:
