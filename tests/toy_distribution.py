@@ -91,6 +91,28 @@ class ToyDistribution:
         one_hot = torch.nn.functional.one_hot(self.sequences, self.num_symbols).double()
         return torch.einsum("bn,nlk->blk", posterior, one_hot)
 
+    def uniform_conditionals(self, z: Tensor, alpha: Tensor) -> Tensor:
+        """Under uniform-state noise at signal levels alpha [B], p(x^l = k | z^m for every m != l) for every
+        position: [B, L, K] float64. What UDLM's x_theta is at its optimum (its posterior formulas add the position's
+        own noisy token themselves)."""
+        alpha = alpha.double()[:, None, None]
+        likelihood = alpha * (z[:, None, :] == self.sequences[None]) + (1 - alpha) / self.num_symbols  # [B, S, L]
+        log_likelihood = likelihood.log()
+        others = log_likelihood.sum(-1, keepdim=True) - log_likelihood  # all positions but l, [B, S, L]
+        posterior = self.probs[None, :, None] * others.exp()
+        posterior = posterior / posterior.sum(dim=1, keepdim=True)
+        one_hot = torch.nn.functional.one_hot(self.sequences, self.num_symbols).double()  # [S, L, K]
+        return torch.einsum("bsl,slk->blk", posterior, one_hot)
+
+    def uniform_oracle(self, schedule: NoiseSchedule, smoothing: float = 0.0):
+        """The exact UDLM denoiser (log-probabilities over the symbols); smoothing > 0 mixes in the uniform."""
+
+        def denoise(z: Tensor, t: Tensor) -> Tensor:
+            probs = self.uniform_conditionals(z, schedule.alpha(t.double()))
+            return ((1.0 - smoothing) * probs + smoothing / self.num_symbols).log()
+
+        return denoise
+
     def oracle(self, smoothing: float = 0.0):
         """The exact denoiser; smoothing > 0 mixes in the uniform distribution (a worse model)."""
 
