@@ -64,8 +64,8 @@ def generate_blocks(
     def draw(batch: int) -> SampleOutput:
         context = new_context(batch)
         known = None if prompt is None else prompt.to(device=device, dtype=torch.long).expand(batch, -1)
-        blocks: list[Tensor] = []
-        calls = rows = 0
+        canvas = torch.full((batch, length), mask_id, device=device)  # 8 bytes a base, however long
+        calls = rows = written = 0
         for start in range(0, length, block_size):
             end = min(start + block_size, length)
             block = all_masked(batch, end - start, mask_id, device)
@@ -77,14 +77,13 @@ def generate_blocks(
                 block, calls, rows = out.tokens, calls + out.num_calls, rows + out.row_calls
                 if progress is not None:
                     progress(batch * (end - start - given))
-            blocks.append(block)
-            if stop is not None and bool((stop.lengths(torch.cat(blocks, dim=1)) < end).all()):
+            canvas[:, start:end], written = block, end
+            if stop is not None and bool((stop.lengths(canvas[:, :end]) < end).all()):
                 break
             if end < length:
                 context.append(block)
-        tokens = torch.cat(blocks, dim=1)
-        lengths = torch.full((batch,), tokens.shape[1]) if stop is None else stop.lengths(tokens).cpu()
-        padded = torch.cat([tokens.cpu(), torch.full((batch, length - tokens.shape[1]), mask_id)], dim=1)
+        lengths = torch.full((batch,), written) if stop is None else stop.lengths(canvas[:, :written]).cpu()
+        padded = canvas.cpu()
         return SampleOutput(padded, calls, rows, lengths)
 
     return in_batches(draw, num, batch_size)
