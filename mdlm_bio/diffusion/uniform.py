@@ -54,6 +54,10 @@ class UniformDiffusion:
     def num_states(self) -> int:
         return len(self.states)
 
+    def noise_level(self, t: Tensor) -> Tensor:
+        """sigma(t), what a time-conditioned denoiser reads (as MaskedDiffusion gives it)."""
+        return self.schedule.total_noise(t, check=False)
+
     # ------------------------------------------------------------------ the forward process
 
     def state_index(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
@@ -152,14 +156,12 @@ class UniformDiffusion:
         """Ancestral sampling from uniform noise at t = 1 over `steps` equal steps: each step draws every position
         from q(z_s | z_t, x_theta) (no carry-over: any position may change at any step); the last step's posterior
         at s = 0 is the clean token's."""
-        if steps < 1:
-            raise ValueError(f"steps must be a positive integer; got {steps}")
         generator = make_generator(seed, device)
         states = torch.as_tensor(self.states, device=device)
         z = torch.randint(0, self.num_states, shape, generator=generator, device=device)
         for step in range(steps, 0, -1):
             t = torch.full((shape[0],), step / steps, device=device, dtype=torch.float64)
-            s = t - 1.0 / steps
+            s = torch.full_like(t, (step - 1) / steps)
             log_x_theta = _state_log_probs(denoiser(states[z], t.float()), self.states)
             probs = self.posterior(log_x_theta.exp(), z, self.schedule.alpha(s), self.schedule.alpha(t))
             z = torch.multinomial(probs.view(-1, self.num_states), 1, generator=generator).view(shape)
