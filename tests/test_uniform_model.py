@@ -14,7 +14,7 @@ from mdlm_bio.diffusion import make_sampler
 from mdlm_bio.dna.tokenizer import BASE_IDS, COMPLEMENT_MAP, MASK, VOCAB_SIZE
 from mdlm_bio.models import load_model
 from mdlm_bio.models.diffusion_model import DiffusionModel
-from mdlm_bio.models.handle import ModelMismatchError
+from mdlm_bio.models.handle import Conditioning, ModelMismatchError
 from mdlm_bio.models.network import LanguageModel
 from mdlm_bio.models.spec import ModelSpec, ObjectiveSettings
 from mdlm_bio.models.uniform_diffusion_model import UniformDiffusionModel
@@ -89,6 +89,17 @@ def test_a_udlm_model_samples_with_its_sampler_and_refuses_the_masked_ones():
                                                  "first-hitting reverses masking: sample it with --sampler udlm"):
         model.sample(make_sampler("first-hitting"), num=1, length=20, seed=0, batch_size=1)
     assert model.score(np.array(BASE_IDS * 10, dtype=np.uint8), mc=2, seed=0).tokens == 40
+
+
+def test_a_class_conditional_udlm_model_samples_a_class_with_classifier_free_guidance():
+    model = UniformDiffusionModel(perturbed(udlm_network(num_classes=2)).eval(), "test", "caduceus")
+    sampler = make_sampler("udlm", steps=4)
+    draws = {weight: model.sample(sampler, num=2, length=16, seed=3, batch_size=2,
+                                  condition=Conditioning(label=1, weight=weight)).tokens for weight in (0.0, 1.0, 3.0)}
+    assert all(np.isin(tokens.numpy(), BASE_IDS).all() for tokens in draws.values())
+    unconditional = model.sample(sampler, num=2, length=16, seed=3, batch_size=2).tokens
+    assert torch.equal(draws[0.0], unconditional)  # weight 0 is the null label's model
+    assert not torch.equal(draws[1.0], draws[0.0]) and not torch.equal(draws[3.0], draws[1.0])
 
 
 def test_a_masked_model_refuses_the_udlm_sampler():

@@ -10,8 +10,8 @@ from .sampler import Sampler, check_steps, option
 if TYPE_CHECKING:
     import torch
 
-    from .denoiser import Denoiser, SampleOutput
-    from .uniform import UniformDiffusion
+    from .denoiser import SampleOutput
+    from .uniform import ReverseStep, UniformDiffusion
 
 
 @dataclass(frozen=True)
@@ -27,9 +27,10 @@ class UniformAncestralSampler(Sampler):
         super().__post_init__()
         check_steps(self.steps)
 
-    def sample_uniform(self, engine: UniformDiffusion, denoiser: Denoiser, shape: tuple[int, int],
+    def sample_uniform(self, engine: UniformDiffusion, step: ReverseStep, shape: tuple[int, int],
                        generator: int | torch.Generator | None, device: torch.device | str) -> SampleOutput:
+        """Samples [B, L] by `step` (the model's reverse step, or a guided one): one step call per time step."""
         from .denoiser import SampleOutput
 
-        tokens = engine.sample(denoiser, shape, self.steps, generator, device)
+        tokens = engine.sample(step, shape, self.steps, generator, device)
         return SampleOutput(tokens, self.steps, self.steps * shape[0])

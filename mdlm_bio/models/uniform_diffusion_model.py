@@ -1,4 +1,5 @@
-"""A uniform-state diffusion model (UDLM) behind the model handle: its ancestral sampler and NELBO scores."""
+"""A uniform-state diffusion model (UDLM) behind the model handle: its ancestral sampler, guided by classifier-free
+guidance as the guidance paper defines it for uniform noise, and NELBO scores (a masked-diffusion model's)."""
 
 from __future__ import annotations
 
@@ -8,24 +9,22 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from ..diffusion.denoiser import SampleOutput
 from ..diffusion.generation import in_batches
 from ..diffusion.process import make_generator
 from ..diffusion.sampler import Sampler
 from ..diffusion.stopping import StopRule
-from ..dna.generate import score_sequence
-from ..likelihood import Estimate, Nll
-from .handle import Conditioning, Model, ModelMismatchError, cut
+from ..diffusion.uniform import ReverseStep
+from ..diffusion.uniform_guidance import classifier_free_step
+from ..likelihood import Estimate
+from .diffusion_model import DiffusionModel
+from .handle import Conditioning, ModelMismatchError, cut
 
 
-class UniformDiffusionModel(Model):
+class UniformDiffusionModel(DiffusionModel):
     kind: ClassVar[str] = "udlm"
     kind_name: ClassVar[str] = "uniform-state diffusion"
-    score_name: ClassVar[str] = "nelbo_nats"
-    snv_method: ClassVar[str] = "nelbo-difference"
-    window_method: ClassVar[str] = "nelbo-difference"
 
     @torch.no_grad()
     def sample(self, sampler: Sampler, *, num: int, length: int, seed: int | torch.Generator, batch_size: int,
@@ -41,35 +40,26 @@ class UniformDiffusionModel(Model):
         if length > self.context:
             raise ValueError(f"--length {length}: a uniform-state diffusion model samples at most its context "
                              f"({self.context}) for now")
-        generator = make_generator(seed, self.device)
-        denoiser = self.network.sampling_denoiser(condition.label, condition.weight)
+        generator, step = make_generator(seed, self.device), self.reverse_step(condition)
 
         def draw(batch: int) -> SampleOutput:
-            out = sampler.sample_uniform(self.network.engine, denoiser, (batch, length), generator, self.device)
+            out = sampler.sample_uniform(self.network.engine, step, (batch, length), generator, self.device)
             return dataclasses.replace(out, tokens=out.tokens.cpu())
 
         return cut(in_batches(draw, num, batch_size, progress), stop)
 
-    def describe_sampling(self, sampler: Sampler) -> str:
-        return sampler.describe()
+    def reverse_step(self, condition: Conditioning) -> ReverseStep:
+        """The model's reverse step: unconditional, one class, or D-CFG toward it (tempering the reverse step's
+        log-probabilities, as the guidance paper does for uniform noise)."""
+        engine = self.network.engine
+        if condition.label is None or condition.weight == 1.0:
+            return engine.model_step(self.network.sampling_denoiser(condition.label))
+        return classifier_free_step(engine, self.network.sampling_denoiser(condition.label),
+                                    self.network.sampling_denoiser(None), condition.weight)
 
     def infill(self, tokens: np.ndarray, fill: np.ndarray, sampler: Sampler, seed: int) -> SampleOutput:
         raise ModelMismatchError(f"{self.source} holds a uniform-state diffusion model; infill needs a "
                                  f"masked-diffusion (mdlm) model for now")
-
-    def score(self, tokens: np.ndarray, mc: int, seed: int) -> Nll:
-        return score_sequence(self.network.sampling_denoiser(), self.network.engine, tokens, self.context, mc, seed,
-                              self.device)
-
-    @torch.no_grad()
-    def nll(self, tokens: Tensor, attention_mask: Tensor, generator: torch.Generator, draws: int,
-            discrete_steps: int | None) -> tuple[float, int]:
-        engine = dataclasses.replace(self.network.engine, discrete_steps=discrete_steps)
-        total = 0.0
-        for _ in range(draws):
-            out = self.network.objective(tokens, attention_mask, generator, engine=engine)
-            total += float(out.total) / draws
-        return total, int(out.num_tokens)
 
     def snv_log_ratios(self, windows: np.ndarray, sites: np.ndarray, alt: np.ndarray, both_strands: bool) -> np.ndarray:
         raise self._no_variant_scores()
