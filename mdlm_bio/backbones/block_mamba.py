@@ -31,6 +31,7 @@ class LayerStack(Protocol):
 
     rcps: bool
     class_embedding: nn.Module | None
+    sigma_map: nn.Module | None
     layers: Sequence[nn.Module]
     norm_f: Callable[[Tensor], Tensor]
 
@@ -116,6 +117,9 @@ def check_block_diffusion(model: LayerStack) -> None:
         raise ValueError("block diffusion on Caduceus needs bidirectional: true (each block is read both ways)")
     if model.class_embedding is not None:
         raise ValueError("block diffusion does not take class labels; build the Caduceus with num_classes: 0")
+    if model.sigma_map is not None:
+        raise ValueError("block diffusion gives every block its own time; build the Caduceus with "
+                         "time_conditioning: false, as BD3-LM trains without it")
 
 
 def noisy_hidden(model: LayerStack, noisy: Tensor, clean: Tensor, block: int) -> Tensor:

@@ -17,10 +17,12 @@ import math
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import block_mamba
 from .block_mamba import CarriedState
+from .dit import TimestepEmbedding
 from .mamba import BiMamba, Mamba, RMSNorm, add_to_residual
 
 
@@ -55,9 +57,14 @@ class Caduceus(nn.Module):
     `bidirectional=False` (with `rcps=False`) gives a causal Mamba LM whose
     logits at position l predict token l + 1: the autoregressive DNA baseline.
 
-    `num_classes > 0` makes it class-conditional: Caduceus has no conditioning path (no time embedding), so
-    a learned label vector is added to every position's input embedding. Label `num_classes` is the null
-    label of the unconditional branch (classifier-free guidance); `labels=None` means null.
+    `num_classes > 0` makes it class-conditional: a learned label vector is added to every position's input
+    embedding. Label `num_classes` is the null label of the unconditional branch (classifier-free guidance);
+    `labels=None` means null.
+
+    `time_conditioning=True` reads the noise level `t` (MDLM's sigma), which a uniform-noise model needs (its
+    inputs do not show which positions are noise): an embedding of it modulates every layer's normed input
+    (shift, scale) and gates its output, and modulates the final norm, adaLN as in the DiT and as DiMamba does
+    for UDLM, zero-initialised. Each strand of Caduceus-PS is modulated in its own frame, so equivariance holds.
     """
 
     def __init__(
@@ -71,6 +78,8 @@ class Caduceus(nn.Module):
         bidirectional_weight_tie: bool = True,
         norm_eps: float = 1e-5,
         num_classes: int = 0,
+        time_conditioning: bool = False,
+        cond_dim: int = 128,
         **mamba_kwargs,
     ) -> None:
         super().__init__()
@@ -90,11 +99,14 @@ class Caduceus(nn.Module):
         self.embedding = nn.Embedding(vocab_size, d_model)
         self.num_classes = num_classes
         self.class_embedding = nn.Embedding(num_classes + 1, d_model) if num_classes > 0 else None
+        conditioned = cond_dim if time_conditioning else 0
+        self.sigma_map = TimestepEmbedding(cond_dim) if time_conditioning else None
         self.layers = nn.ModuleList(
-            CaduceusLayer(d_model, bidirectional, bidirectional_weight_tie, norm_eps, **mamba_kwargs)
+            CaduceusLayer(d_model, bidirectional, bidirectional_weight_tie, norm_eps, conditioned, **mamba_kwargs)
             for _ in range(n_layer)
         )
         self.norm_f = RMSNorm(d_model, norm_eps)
+        self.final_modulation = zero_linear(cond_dim, 2 * d_model) if time_conditioning else None
         self._init_weights(n_layer)
 
     def _init_weights(self, n_layer: int) -> None:
@@ -113,12 +125,14 @@ class Caduceus(nn.Module):
         """Channels of the hidden state: 2D for RCPS (both strands), D otherwise."""
         return 2 * self.d_model if self.rcps else self.d_model
 
-    def _strandwise(self, module: Callable[[Tensor], Tensor], hidden: Tensor) -> Tensor:
-        """Apply one module to both RCPS halves, the second in its own strand's frame, in one batched call."""
+    def _strandwise(self, module: Callable[..., Tensor], hidden: Tensor, cond: Tensor | None = None) -> Tensor:
+        """Apply one module (of the hidden states and the time embedding, if any) to both RCPS halves, the second
+        in its own strand's frame, in one batched call."""
+        extra = () if cond is None else (cond,)
         if not self.rcps:
-            return module(hidden)
+            return module(hidden, *extra)
         forward, reverse = hidden.split(self.d_model, dim=-1)
-        out = module(torch.cat([forward, flip_strand(reverse)], dim=0))
+        out = module(torch.cat([forward, flip_strand(reverse)], dim=0), *(c.repeat(2, 1) for c in extra))
         out_forward, out_reverse = out.chunk(2, dim=0)
         return torch.cat([out_forward, flip_strand(out_reverse)], dim=-1)
 
@@ -151,33 +165,56 @@ class Caduceus(nn.Module):
         forward, reverse = hidden.split(self.d_model, dim=-1)
         return torch.cat([reverse, forward], dim=-1)
 
-    def hidden_states(self, tokens: Tensor, labels: Tensor | None = None) -> Tensor:
+    @property
+    def reads_time(self) -> bool:
+        """Whether the noise level reaches the network (time_conditioning)."""
+        return self.sigma_map is not None
+
+    def time_embedding(self, tokens: Tensor, t: Tensor | None) -> Tensor | None:
+        """The conditioning vector [B, cond_dim] of the noise level t [B] (None: level 0), or None for a model
+        without time conditioning (which ignores t)."""
+        if self.sigma_map is None:
+            return None
+        if t is None:
+            t = torch.zeros(tokens.shape[0], device=tokens.device)
+        return F.silu(self.sigma_map(t))
+
+    def hidden_states(self, tokens: Tensor, labels: Tensor | None = None, t: Tensor | None = None) -> Tensor:
         """Final normed hidden states [B, L, width]."""
+        cond = self.time_embedding(tokens, t)
         hidden, residual = self.embed(tokens, labels), None
         for layer in self.layers:
             residual = add_to_residual(residual, hidden)
             if self.rcps:
                 residual = self._swap_halves(residual)
-            hidden = self._strandwise(layer, residual)
-        return self._strandwise(self.norm_f, residual + hidden)
+            hidden = self._strandwise(layer, residual, cond)
+        return self._strandwise(self.final_norm, residual + hidden, cond)
+
+    def final_norm(self, residual: Tensor, cond: Tensor | None = None) -> Tensor:
+        """norm_f, modulated by the time embedding where there is one."""
+        normed = self.norm_f(residual)
+        if cond is None:
+            return normed
+        shift, scale = self.final_modulation(cond)[:, None].chunk(2, dim=-1)
+        return normed * (1 + scale) + shift
 
     def features(self, tokens: Tensor, t: Tensor | None = None, labels: Tensor | None = None) -> Tensor:
         """Per-position features [B, L, D] for downstream heads; for RCPS the two strands are averaged,
         so features(RC(z)) = features(z) reversed along length, and mean pooling is RC invariant."""
-        hidden = self.hidden_states(tokens, labels)
+        hidden = self.hidden_states(tokens, labels, t)
         if not self.rcps:
             return hidden
         forward, reverse = hidden.split(self.d_model, dim=-1)
         return (forward + reverse.flip(-1)) / 2
 
     def forward(self, tokens: Tensor, t: Tensor | None = None, labels: Tensor | None = None) -> Tensor:
-        return self.head(self.hidden_states(tokens, labels))
+        return self.head(self.hidden_states(tokens, labels, t))
 
     def logits_at(self, tokens: Tensor, t: Tensor | None, positions: tuple[Tensor, Tensor],
                   labels: Tensor | None = None) -> Tensor:
         """Logits [N, V] at N (row, column) positions only. The head reads each position's own hidden state
         (for RCPS, its two strands' channels), so gathering first changes nothing, equivariance included."""
-        return self.head(self.hidden_states(tokens, labels)[positions])
+        return self.head(self.hidden_states(tokens, labels, t)[positions])
 
     # ------------------------------------------------------------------ block diffusion (block_mamba.py)
 
@@ -223,13 +260,26 @@ class Caduceus(nn.Module):
 class CaduceusLayer(nn.Module):
     """norm then (Bi)Mamba, applied to one strand's residual stream."""
 
-    def __init__(self, d_model: int, bidirectional: bool, weight_tie: bool, norm_eps: float, **mamba_kwargs) -> None:
+    def __init__(self, d_model: int, bidirectional: bool, weight_tie: bool, norm_eps: float, cond_dim: int = 0,
+                 **mamba_kwargs) -> None:
         super().__init__()
         self.mixer = BiMamba(d_model, weight_tie, **mamba_kwargs) if bidirectional else Mamba(d_model, **mamba_kwargs)
         self.norm = RMSNorm(d_model, norm_eps)
+        self.adaLN_modulation = zero_linear(cond_dim, 3 * d_model) if cond_dim else None
 
-    def forward(self, residual: Tensor) -> Tensor:
-        return self.mixer(self.norm(residual))
+    def forward(self, residual: Tensor, cond: Tensor | None = None) -> Tensor:
+        if cond is None:
+            return self.mixer(self.norm(residual))
+        shift, scale, gate = self.adaLN_modulation(cond)[:, None].chunk(3, dim=-1)
+        return gate * self.mixer(self.norm(residual) * (1 + scale) + shift)
+
+
+def zero_linear(inputs: int, outputs: int) -> nn.Linear:
+    """A linear map that starts at zero: a modulation that starts as none (and a gate that starts closed)."""
+    layer = nn.Linear(inputs, outputs)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
 
 
 class PostHocConjoined(nn.Module):

@@ -233,6 +233,11 @@ class DiT(nn.Module):
         self.blocks = nn.ModuleList(DiTBlock(hidden_size, n_heads, cond_dim, dropout, causal) for _ in range(n_blocks))
         self.output_layer = FinalLayer(hidden_size, vocab_size, cond_dim)
 
+    @property
+    def reads_time(self) -> bool:
+        """Whether the noise level reaches the network (time_conditioning)."""
+        return self.time_conditioning
+
     def features(self, tokens: Tensor, t: Tensor | None = None, view: AttentionView | None = None) -> tuple[Tensor, Tensor]:
         """Final hidden states [B, L, H] and the conditioning vector [B, C]; `view`: what attention sees besides
         the tokens themselves (block_attention.py)."""

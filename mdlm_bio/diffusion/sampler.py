@@ -82,6 +82,7 @@ class Sampler:
     `name` (how the registry and the command line know it) and `sample`."""
 
     name: ClassVar[str] = ""
+    process: ClassVar[str] = "masked"  # the noise it reverses: masked (mdlm, bd3) or uniform (udlm)
 
     def __post_init__(self) -> None:
         for spec in self.option_specs():

@@ -14,6 +14,7 @@ from .ancestral_sampler import AncestralSampler
 from .confidence_sampler import ConfidenceSampler
 from .first_hitting_sampler import FirstHittingSampler
 from .sampler import Sampler
+from .uniform_sampler import UniformAncestralSampler
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,14 @@ def make_sampler(name: str, **options: Any) -> Sampler:
     return entry.build(options)
 
 
+def samplers_for(process: str) -> list[str]:
+    """The registered names whose sampler reverses `process` noise (masked or uniform)."""
+    return sorted(name for name, registered in SAMPLERS.items() if registered.kind.process == process)
+
+
 register(AncestralSampler)
 register(AncestralSampler, "cached", cache=True)
 register(AncestralSampler, "remdm", remask="loop")
 register(FirstHittingSampler)
 register(ConfidenceSampler)
+register(UniformAncestralSampler)

@@ -54,6 +54,10 @@ class UniformDiffusion:
     def num_states(self) -> int:
         return len(self.states)
 
+    def noise_level(self, t: Tensor) -> Tensor:
+        """sigma(t), what a time-conditioned denoiser reads (as MaskedDiffusion gives it)."""
+        return self.schedule.total_noise(t, check=False)
+
     # ------------------------------------------------------------------ the forward process
 
     def state_index(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
@@ -146,24 +150,38 @@ class UniformDiffusion:
 
     # ------------------------------------------------------------------ sampling
 
+    def log_x_theta(self, denoiser: Denoiser, z: Tensor, t: Tensor) -> Tensor:
+        """log x_theta over the states [B, L, N] for z_t given as state indices [B, L]."""
+        return _state_log_probs(denoiser(self.tokens_of(z), t.float()), self.states)
+
+    def tokens_of(self, z: Tensor) -> Tensor:
+        """State indices -> token ids."""
+        return torch.as_tensor(self.states, device=z.device)[z]
+
+    def model_step(self, denoiser: Denoiser) -> ReverseStep:
+        """The model's reverse step: q(z_s | z_t, x_theta)."""
+        def step(z: Tensor, s: Tensor, t: Tensor) -> Tensor:
+            return self.posterior(self.log_x_theta(denoiser, z, t).exp(), z, self.schedule.alpha(s),
+                                  self.schedule.alpha(t))
+
+        return step
+
     @torch.no_grad()
-    def sample(self, denoiser: Denoiser, shape: tuple[int, int], steps: int,
+    def sample(self, step: ReverseStep, shape: tuple[int, int], steps: int,
                seed: int | torch.Generator | None = None, device: torch.device | str = "cpu") -> Tensor:
-        """Ancestral sampling from uniform noise at t = 1 over `steps` equal steps: each step draws every position
-        from q(z_s | z_t, x_theta) (no carry-over: any position may change at any step); the last step's posterior
-        at s = 0 is the clean token's."""
-        if steps < 1:
-            raise ValueError(f"steps must be a positive integer; got {steps}")
+        """Ancestral sampling from uniform noise at t = 1 over `steps` equal steps, each drawing every position from
+        `step`'s distribution of z_s (`model_step`, or a guided one): no carry-over, any position may change at any
+        step; the last step's distribution, at s = 0, is the clean token's."""
         generator = make_generator(seed, device)
-        states = torch.as_tensor(self.states, device=device)
         z = torch.randint(0, self.num_states, shape, generator=generator, device=device)
-        for step in range(steps, 0, -1):
-            t = torch.full((shape[0],), step / steps, device=device, dtype=torch.float64)
-            s = t - 1.0 / steps
-            log_x_theta = _state_log_probs(denoiser(states[z], t.float()), self.states)
-            probs = self.posterior(log_x_theta.exp(), z, self.schedule.alpha(s), self.schedule.alpha(t))
-            z = torch.multinomial(probs.view(-1, self.num_states), 1, generator=generator).view(shape)
-        return states[z]
+        for index in range(steps, 0, -1):
+            t = torch.full((shape[0],), index / steps, device=device, dtype=torch.float64)
+            probs = step(z, torch.full_like(t, (index - 1) / steps), t)
+            z = torch.multinomial(probs.reshape(-1, self.num_states), 1, generator=generator).view(shape)
+        return self.tokens_of(z)
+
+
+ReverseStep = Callable[[Tensor, Tensor, Tensor], Tensor]  # (z_t state indices, s, t) -> p(z_s) [B, L, N]
 
 
 def _state_log_probs(logits: Tensor, states: Sequence[int]) -> Tensor:

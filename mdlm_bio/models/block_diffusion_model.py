@@ -122,6 +122,7 @@ class BlockDiffusionModel(Model):
                progress: Callable[[int], None] | None = None) -> SampleOutput:
         """Blocks left to right from the prompt, or from `start_token` (a text model's blocks begin with it, as
         BD3-LM samples do), up to `length` tokens or where `stop` ends every row."""
+        self.require_masked_sampler(sampler)
         if prompt is None and start_token is not None:
             prompt = np.array([start_token])
         reader = RecomputedBlocks if not self.kv_cache else CarriedStates if carries_state(self.network) else CachedBlocks

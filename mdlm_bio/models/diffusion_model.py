@@ -46,6 +46,7 @@ class DiffusionModel(Model):
                condition: Conditioning = Conditioning(), stop: StopRule | None = None,
                progress: Callable[[int], None] | None = None) -> SampleOutput:
         """A diffusion model generates its first token like any other, so `start_token` is not needed."""
+        self.require_masked_sampler(sampler)
         out = generate(self.network.sampling_denoiser(condition.label, condition.weight), self.network.engine.schedule,
                        sampler, context=self.context, mask_id=self.mask_id, num=num, length=length, seed=seed,
                        batch_size=batch_size, prompt=None if prompt is None else torch.as_tensor(prompt, dtype=torch.long),
@@ -57,6 +58,7 @@ class DiffusionModel(Model):
 
     @torch.no_grad()
     def infill(self, tokens: np.ndarray, fill: np.ndarray, sampler: Sampler, seed: int) -> SampleOutput:
+        self.require_masked_sampler(sampler)
         out = infill(self.network.sampling_denoiser(), self.network.engine.schedule, sampler, context=self.context,
                      mask_id=self.mask_id, tokens=torch.as_tensor(tokens, dtype=torch.long, device=self.device),
                      fill=torch.as_tensor(fill, device=self.device), seed=seed)

@@ -125,6 +125,12 @@ class Model(ABC):
                              f"{self.kind_name}")
         return Conditioning()
 
+    def require_masked_sampler(self, sampler: Sampler) -> None:
+        """A masked-diffusion kind refuses a sampler of another process, naming the one it needs."""
+        if sampler.process != "masked":
+            raise ModelMismatchError(f"{self.source} holds a {self.kind_name} model; --sampler {sampler.name} samples "
+                                     f"{sampler.process}-noise models: choose a masked-diffusion sampler")
+
     def on(self, device: torch.device | str) -> Model:
         """The same model with its own copy of the weights on `device`: one per worker when a job spreads across
         devices (score-variants --device cuda:0,cuda:1)."""

@@ -25,9 +25,10 @@ from .hf_masked_lm import hf_masked_lm, masked_lm_config
 from .network import LanguageModel
 from .published import published_model
 from .spec import ModelSpec
+from .uniform_diffusion_model import UniformDiffusionModel
 
 KINDS: dict[str, type[Model]] = {"mdlm": DiffusionModel, "ar": AutoregressiveModel, "bd3": BlockDiffusionModel,
-                                 "mlm": MaskedLanguageModel}
+                                 "mlm": MaskedLanguageModel, "udlm": UniformDiffusionModel}
 
 
 def locate(source: str | Path) -> Path:

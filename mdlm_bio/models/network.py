@@ -17,6 +17,7 @@ from ..diffusion.denoiser import Denoiser, PositionalDenoiser, PositionLogits, P
 from ..diffusion.engine import MaskedDiffusion
 from ..diffusion.objectives import LossOutput, autoregressive_loss
 from ..diffusion.samplers import classifier_free_guidance
+from ..diffusion.uniform import UniformDiffusion
 from ..memory import MemoryEstimate, activation_bytes, probe_length, scaled
 from .spec import MASKED_LM, ModelSpec
 
@@ -48,7 +49,12 @@ class LanguageModel(nn.Module):
         if self.is_autoregressive and getattr(self.backbone, "reads_attention_mask", False):
             raise ValueError(f"an autoregressive model needs a causal backbone; {spec.backbone['architecture']} is a "
                              f"bidirectional encoder (train it with objective.kind=mdlm)")
-        self.engine: MaskedDiffusion | BlockDiffusion = spec.objective.engine(spec.mask_id)
+        states = tuple(range(vocab_size)) if spec.output_ids is None else tuple(spec.output_ids)
+        self.engine: MaskedDiffusion | BlockDiffusion | UniformDiffusion = spec.objective.engine(spec.mask_id, states)
+        if isinstance(self.engine, UniformDiffusion) and not getattr(self.backbone, "reads_time", False):
+            raise ValueError(f"uniform-state diffusion (objective.kind=udlm) needs a denoiser that reads the noise "
+                             f"level, since its inputs do not show which positions are noise; build the "
+                             f"{spec.backbone['architecture']} with time_conditioning: true")
         if isinstance(self.engine, BlockDiffusion):
             if not hasattr(self.backbone, "block_logits"):
                 raise ValueError(f"block diffusion needs a backbone that reads [x_t, x_0] block by block (dit, or "
@@ -174,7 +180,7 @@ class LanguageModel(nn.Module):
         attention_mask: Tensor | None,
         generator: torch.Generator | None = None,
         labels: Tensor | None = None,
-        engine: MaskedDiffusion | BlockDiffusion | None = None,
+        engine: MaskedDiffusion | BlockDiffusion | UniformDiffusion | None = None,
         training_objective: bool = False,
     ) -> LossOutput:
         """The loss over positions whose token the model can emit (for DNA: bases, not N or padding).
@@ -187,6 +193,8 @@ class LanguageModel(nn.Module):
         if isinstance(self.engine, BlockDiffusion):
             return (engine or self.engine).loss(self.block_network, tokens, attention_mask, generator,
                                                 self.block_network_at, clipped=training_objective)
+        if isinstance(self.engine, UniformDiffusion):
+            return (engine or self.engine).loss(self.denoiser, tokens, attention_mask, generator)
         if self.is_autoregressive:
             return autoregressive_loss(self.restrict(self.backbone(tokens, None, **_extra(labels, None))), tokens,
                                        attention_mask)

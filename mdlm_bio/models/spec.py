@@ -17,9 +17,11 @@ from ..backbones.registry import TYPE_NAMES, fits_kind
 from ..diffusion.block_diffusion import BlockDiffusion
 from ..diffusion.engine import MaskedDiffusion
 from ..diffusion.schedules import NoiseSchedule, make_schedule
+from ..diffusion.uniform import UniformDiffusion
 
 BLOCK_DIFFUSION = "bd3"
 MASKED_LM = "mlm"
+UNIFORM = "udlm"
 
 
 class SettingsError(ValueError):
@@ -31,7 +33,8 @@ class ObjectiveSettings:
     """`kind`: mdlm (masked diffusion), ar (the autoregressive baseline), bd3 (block diffusion, with
     `block_size` tokens per block and, to train on, the clipped schedule `clip` = (beta, omega), or the one
     validation finds among intervals of the `clip_search` widths) or mlm (masked language modelling, BERT's
-    objective: a fixed fraction `mask_rate` masked, validated and used as a masked diffusion model). `schedule` is
+    objective: a fixed fraction `mask_rate` masked, validated and used as a masked diffusion model) or udlm
+    (uniform-state diffusion: noise draws any of the states the model may emit). `schedule` is
     {name, **parameters} (a bare name in the YAML means no parameters), e.g. {name: polynomial, k: 3}; the engine
     builds it with make_schedule."""
 
@@ -49,7 +52,11 @@ class ObjectiveSettings:
         parameters = dict(self.schedule)
         return make_schedule(parameters.pop("name"), **parameters)
 
-    def engine(self, mask_id: int) -> MaskedDiffusion | BlockDiffusion:
+    def engine(self, mask_id: int, states: tuple[int, ...]) -> MaskedDiffusion | BlockDiffusion | UniformDiffusion:
+        """The engine of this objective; `states` are the tokens a uniform-noise process moves among."""
+        if self.kind == UNIFORM:
+            return UniformDiffusion(self.noise_schedule(), states, sampling_eps=self.sampling_eps,
+                                    antithetic=self.antithetic, discrete_steps=self.discrete_steps)
         if self.kind == BLOCK_DIFFUSION:
             return BlockDiffusion(self.noise_schedule(), mask_id=mask_id, block_size=self.block_size,
                                   sampling_eps=self.sampling_eps, antithetic=self.antithetic, clip=self.clip)

@@ -26,7 +26,7 @@ OPEN_SECTIONS = ("model.overrides", "trainer", "epochs_per_task")  # mappings wh
 CHOICES = {
     "train": {
         "data.dataset": ("bundled", "hg38", "fasta", "genomic-benchmarks", "text"),
-        "objective.kind": ("mdlm", "ar", "bd3", "mlm"),
+        "objective.kind": ("mdlm", "ar", "bd3", "mlm", "udlm"),
         "optim.decay": ("cosine", "constant", "linear"),
     },
     "finetune": {"optim.decay": ("cosine", "constant", "linear"), "model.conjoin": ("auto", True, False)},
