@@ -159,3 +159,21 @@ def test_batched_guidance_equals_the_engines_two_call_guidance_everywhere_and_at
                                        two_calls.at(z, t, positions).double())
     with pytest.raises(ValueError, match="class index 2 is out of range for 2 classes"):
         module.sampling_denoiser(2, 2.0)
+
+
+def test_a_uniform_noise_model_is_guided_toward_the_class_too(tmp_path):
+    """objective.kind=udlm on the same toy, with time conditioning: D-CFG (tempered reverse steps) at weights 1 and
+    2 gives the class's GC, where the unguided samples mix both."""
+    write_benchmark(tmp_path / "data", DATASET, train=256, test=64, length=32)
+    run = tmp_path / "udlm"
+    main(["train", "conditional", f"run_dir={run}", f"data.data_dir={tmp_path / 'data'}", f"data.benchmark={DATASET}",
+          "data.window=32", "data.label_dropout=0.3", "trainer.max_steps=150", "trainer.val_check_interval=150",
+          "trainer.limit_val_batches=2", "trainer.enable_progress_bar=false", "objective.kind=udlm",
+          "model.overrides.time_conditioning=true", "model.overrides.cond_dim=32"])
+    gc = {}
+    for label, weight in ((GC_RICH, 0), (GC_RICH, 2), (AT_RICH, 2)):
+        out = tmp_path / f"{label}_{weight}.fa"
+        main(["sample", "--ckpt", str(run), "--sampler", "udlm", "--steps", "64", "--class", label, "--guidance",
+              str(weight), "--num", "32", "--out", str(out)])
+        gc[label, weight] = gc_fraction(out)
+    assert 0.3 < gc[GC_RICH, 0] < 0.7 and gc[GC_RICH, 2] > 0.75 and gc[AT_RICH, 2] < 0.25

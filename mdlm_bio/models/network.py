@@ -193,13 +193,13 @@ class LanguageModel(nn.Module):
         if isinstance(self.engine, BlockDiffusion):
             return (engine or self.engine).loss(self.block_network, tokens, attention_mask, generator,
                                                 self.block_network_at, clipped=training_objective)
-        if isinstance(self.engine, UniformDiffusion):
-            return (engine or self.engine).loss(self.denoiser, tokens, attention_mask, generator)
         if self.is_autoregressive:
             return autoregressive_loss(self.restrict(self.backbone(tokens, None, **_extra(labels, None))), tokens,
                                        attention_mask)
         denoiser = self.denoiser if labels is None and padding is None else (
             lambda z_t, t: self.denoiser(z_t, t, labels, padding))
+        if isinstance(self.engine, UniformDiffusion):
+            return (engine or self.engine).loss(denoiser, tokens, attention_mask, generator)
         if training_objective and self.spec.objective.kind == MASKED_LM:
             return (engine or self.engine).masked_lm_loss(denoiser, tokens, self.spec.objective.mask_rate,
                                                           attention_mask, generator, self.position_logits(labels, padding))

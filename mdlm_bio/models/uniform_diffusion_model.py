@@ -46,7 +46,8 @@ class UniformDiffusionModel(DiffusionModel):
             out = sampler.sample_uniform(self.network.engine, step, (batch, length), generator, self.device)
             return dataclasses.replace(out, tokens=out.tokens.cpu())
 
-        return cut(in_batches(draw, num, batch_size, progress), stop)
+        bases = None if progress is None else (lambda rows: progress(rows * length))  # progress counts tokens
+        return cut(in_batches(draw, num, batch_size, bases), stop)
 
     def reverse_step(self, condition: Conditioning) -> ReverseStep:
         """The model's reverse step: unconditional, one class, or D-CFG toward it (tempering the reverse step's
