@@ -70,9 +70,9 @@ def test_sampling_infilling_and_scoring_use_the_checkpoints_own_mask_id(run_dir,
     seen: list[torch.Tensor] = []
     hidden_states = Caduceus.hidden_states  # what every call reaches, for all logits or at positions only
 
-    def recording(self, tokens, labels=None):
+    def recording(self, tokens, labels=None, t=None):
         seen.append(tokens.clone())
-        return hidden_states(self, tokens, labels)
+        return hidden_states(self, tokens, labels, t)
 
     monkeypatch.setattr(Caduceus, "hidden_states", recording)
     fasta = tmp_path / "in.fa"

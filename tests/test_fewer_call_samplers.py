@@ -217,7 +217,7 @@ def test_confidence_decoding_makes_the_calls_it_was_allowed(run_dir, tmp_path, c
     (["--sampler", "remdm", "--remask", "cap", "--t-on", "0.5"], "t_on: settings of --remask loop, not cap"),
     (["--sampler", "remdm", "--threshold", "0.9"], "--threshold: an option of --sampler confidence, not of remdm"),
     (["--sampler", "first-hitting", "--steps", "9"], "--steps: an option of --sampler ancestral, cached, remdm, "
-                                                      "confidence, not of first-hitting"),
+                                                      "confidence, udlm, not of first-hitting"),
     (["--sampler", "remdm", "--remask", "loop", "--eta", "0.5"], "eta=0.5 exceeds (1 - alpha_on) / alpha_on = 0.1111"),
     (["--sampler", "confidence", "--threshold", "1.5"], "confidence threshold must lie in (0, 1]; got 1.5"),
 ])

@@ -60,9 +60,9 @@ def test_large_batches_run_in_row_chunks_with_the_same_logits(monkeypatch):
     calls = []
     hidden_states = type(model.backbone).hidden_states
 
-    def counting(self, tokens, labels=None):
+    def counting(self, tokens, labels=None, t=None):
         calls.append(len(tokens))
-        return hidden_states(self, tokens, labels)
+        return hidden_states(self, tokens, labels, t)
 
     with torch.no_grad():
         whole = model.denoiser(z, t)
