@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_kernel_paths import perturbed
 from test_scan import PATHS, force_path
 
 from mdlm_bio.backbones.caduceus import Caduceus
@@ -22,15 +23,6 @@ from mdlm_bio.models.network import LanguageModel
 from mdlm_bio.models.spec import ModelSpec, ObjectiveSettings
 
 BASES = BASE_IDS
-
-
-def perturbed(module: torch.nn.Module) -> torch.nn.Module:
-    """Random weights everywhere (a fresh Caduceus's zero biases and small head would hide the layers)."""
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for parameter in module.parameters():
-            parameter.add_(0.2 * torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype))
-    return module
 
 
 def block_network(block_size: int, context: int = 24, **backbone) -> LanguageModel:

@@ -224,18 +224,6 @@ class BiMamba(nn.Module):
             self.mamba_rev.in_proj = self.mamba_fwd.in_proj
             self.mamba_rev.out_proj = self.mamba_fwd.out_proj
 
-    def short_conv(self, extended: Tensor) -> Tensor:
-        """The depthwise convolution of a short piece [B, E, d_conv - 1 + L'] with its look-back, as d_conv shifted
-        multiply-adds: on the many short rows of block diffusion, several times faster than a grouped conv1d
-        (whose backward dominated a training step on the CPU). Returned in the input's dtype, as the convolution
-        gives it under autocast (the scan kernel wants its inputs in one dtype)."""
-        width, length = self.conv1d.kernel_size[0], extended.shape[-1] - self.conv1d.kernel_size[0] + 1
-        weight = self.conv1d.weight[:, 0, :, None]  # [E, d_conv, 1]
-        out = self.conv1d.bias[:, None] + weight[:, 0] * extended[..., :length]
-        for shift in range(1, width):
-            out = out + weight[:, shift] * extended[..., shift : shift + length]
-        return out.to(extended.dtype)
-
     def forward(self, hidden: Tensor) -> Tensor:
         if recomputes(self.mamba_fwd, hidden):
             return recomputed(self._both_directions, hidden, list(self.parameters()))

@@ -23,8 +23,8 @@ from ..diffusion.denoiser import Denoiser, PositionalDenoiser, Positions, Sample
 from ..diffusion.sampler import Sampler
 from ..diffusion.stopping import StopRule
 from ..dna.generate import score_sequence
-from ..likelihood import Estimate, Nll
-from .handle import Conditioning, Model, ModelMismatchError
+from ..likelihood import Nll
+from .handle import Conditioning, Model, ModelMismatchError, WithoutVariantScores
 from .network import LanguageModel
 
 
@@ -103,7 +103,7 @@ def prefix_denoiser(network: LanguageModel, prefix: Tensor | None) -> Positional
     return PositionalDenoiser(denoise, at, lambda rows: prefix_denoiser(network, None if prefix is None else prefix[rows]))
 
 
-class BlockDiffusionModel(Model):
+class BlockDiffusionModel(WithoutVariantScores, Model):
     kind: ClassVar[str] = "bd3"
     kind_name: ClassVar[str] = "block diffusion"
     score_name: ClassVar[str] = "nelbo_nats"
@@ -157,14 +157,3 @@ class BlockDiffusionModel(Model):
             out = self.network.objective(tokens, attention_mask, generator)
             total += float(out.total) / draws
         return total, int(out.num_tokens)
-
-    def snv_log_ratios(self, windows: np.ndarray, sites: np.ndarray, alt: np.ndarray, both_strands: bool) -> np.ndarray:
-        raise self._no_variant_scores()
-
-    def window_log_ratio(self, ref: np.ndarray, alt: np.ndarray, flanks: tuple[int, int], mc: int, seed: int,
-                         both_strands: bool) -> Estimate:
-        raise self._no_variant_scores()
-
-    def _no_variant_scores(self) -> ModelMismatchError:
-        return ModelMismatchError(f"{self.source} holds a block diffusion model; score-variants does not score with "
-                                  f"block diffusion yet (use `score` for whole-window NELBOs, or an mdlm or ar model)")

@@ -215,3 +215,22 @@ class Model(ABC):
 def cut(out: SampleOutput, stop: StopRule | None) -> SampleOutput:
     """Whole samples with the lengths `stop` gives them (unchanged without a rule)."""
     return out if stop is None else dataclasses.replace(out, lengths=stop.lengths(out.tokens))
+
+
+class WithoutVariantScores:
+    """For kinds that cannot score variants yet: score-variants refuses them with the reason (a Model mixin, first
+    among the bases so that its refusals stand)."""
+
+    source: str
+    kind_name: str
+
+    def snv_log_ratios(self, windows: np.ndarray, sites: np.ndarray, alt: np.ndarray, both_strands: bool) -> np.ndarray:
+        raise self._no_variant_scores()
+
+    def window_log_ratio(self, ref: np.ndarray, alt: np.ndarray, flanks: tuple[int, int], mc: int, seed: int,
+                         both_strands: bool) -> Estimate:
+        raise self._no_variant_scores()
+
+    def _no_variant_scores(self) -> ModelMismatchError:
+        return ModelMismatchError(f"{self.source} holds a {self.kind_name} model; score-variants does not score with "
+                                  f"it yet (use `score` for whole-window NELBOs, or an mdlm or ar model)")

@@ -17,12 +17,11 @@ from ..diffusion.sampler import Sampler
 from ..diffusion.stopping import StopRule
 from ..diffusion.uniform import ReverseStep
 from ..diffusion.uniform_guidance import classifier_free_step
-from ..likelihood import Estimate
 from .diffusion_model import DiffusionModel
-from .handle import Conditioning, ModelMismatchError, cut
+from .handle import Conditioning, ModelMismatchError, WithoutVariantScores, cut
 
 
-class UniformDiffusionModel(DiffusionModel):
+class UniformDiffusionModel(WithoutVariantScores, DiffusionModel):
     kind: ClassVar[str] = "udlm"
     kind_name: ClassVar[str] = "uniform-state diffusion"
 
@@ -61,14 +60,3 @@ class UniformDiffusionModel(DiffusionModel):
     def infill(self, tokens: np.ndarray, fill: np.ndarray, sampler: Sampler, seed: int) -> SampleOutput:
         raise ModelMismatchError(f"{self.source} holds a uniform-state diffusion model; infill needs a "
                                  f"masked-diffusion (mdlm) model for now")
-
-    def snv_log_ratios(self, windows: np.ndarray, sites: np.ndarray, alt: np.ndarray, both_strands: bool) -> np.ndarray:
-        raise self._no_variant_scores()
-
-    def window_log_ratio(self, ref: np.ndarray, alt: np.ndarray, flanks: tuple[int, int], mc: int, seed: int,
-                         both_strands: bool) -> Estimate:
-        raise self._no_variant_scores()
-
-    def _no_variant_scores(self) -> ModelMismatchError:
-        return ModelMismatchError(f"{self.source} holds a uniform-state diffusion model; score-variants does not "
-                                  f"score with it yet (use `score` for whole-window NELBOs, or an mdlm or ar model)")
