@@ -62,10 +62,10 @@ class UniformDiffusion:
 
     def state_index(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
         """Each token's index among the states [B, L] (0 where it is not one) and whether it is one."""
-        table = torch.full((max(self.states + (int(tokens.max()),)) + 1,), -1, dtype=torch.long,
-                           device=tokens.device)
+        beyond = max(self.states) + 1  # every larger id reads this -1 (no device sync to find the largest)
+        table = torch.full((beyond + 1,), -1, dtype=torch.long, device=tokens.device)
         table[list(self.states)] = torch.arange(self.num_states, device=tokens.device)
-        index = table[tokens.long()]
+        index = table[tokens.long().clamp(0, beyond)]
         return index.clamp_min(0), index >= 0
 
     def noise(self, tokens: Tensor, t: Tensor, generator: torch.Generator | None = None) -> Tensor:
