@@ -17,7 +17,6 @@ import math
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import block_mamba
@@ -173,11 +172,7 @@ class Caduceus(nn.Module):
     def time_embedding(self, tokens: Tensor, t: Tensor | None) -> Tensor | None:
         """The conditioning vector [B, cond_dim] of the noise level t [B] (None: level 0), or None for a model
         without time conditioning (which ignores t)."""
-        if self.sigma_map is None:
-            return None
-        if t is None:
-            t = torch.zeros(tokens.shape[0], device=tokens.device)
-        return F.silu(self.sigma_map(t))
+        return None if self.sigma_map is None else self.sigma_map.condition(t, tokens)
 
     def hidden_states(self, tokens: Tensor, labels: Tensor | None = None, t: Tensor | None = None) -> Tensor:
         """Final normed hidden states [B, L, width]."""

@@ -54,6 +54,13 @@ class TimestepEmbedding(nn.Module):
         angles = noise_level.float()[:, None] * self.frequencies[None]
         return self.mlp(torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1))
 
+    def condition(self, noise_level: Tensor | None, tokens: Tensor) -> Tensor:
+        """The conditioning vector [B, C] a backbone's adaLN layers read: SiLU of the embedding of the noise level
+        [B] (None: level 0 for every row of `tokens`)."""
+        if noise_level is None:
+            noise_level = torch.zeros(tokens.shape[0], device=tokens.device)
+        return F.silu(self(noise_level))
+
 
 class Rotary(nn.Module):
     """Rotary position embedding, rotate-half convention, base 10000, on q and k."""
@@ -241,9 +248,7 @@ class DiT(nn.Module):
     def features(self, tokens: Tensor, t: Tensor | None = None, view: AttentionView | None = None) -> tuple[Tensor, Tensor]:
         """Final hidden states [B, L, H] and the conditioning vector [B, C]; `view`: what attention sees besides
         the tokens themselves (block_attention.py)."""
-        if t is None or not self.time_conditioning:
-            t = torch.zeros(tokens.shape[0], device=tokens.device)
-        cond = F.silu(self.sigma_map(t))
+        cond = self.sigma_map.condition(t if self.time_conditioning else None, tokens)
         x = self.vocab_embed(tokens)
         for layer, block in enumerate(self.blocks):
             x = block(x, cond, self.rotary_emb, view, layer)

@@ -23,11 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .denoiser import Denoiser
 from .objectives import LossOutput, check_logits, valid_positions
 from .process import check_tokens, make_generator, sample_times
 from .schedules import NoiseSchedule
-
-Denoiser = Callable[[Tensor, Tensor], Tensor]
 
 
 @dataclass
@@ -80,8 +79,7 @@ class UniformDiffusion:
         alpha = self.schedule.alpha(t, check=False).to(torch.float64)
         alpha = alpha[:, None] if alpha.dim() == 1 else alpha
         _, is_state = self.state_index(tokens)
-        replacement = torch.as_tensor(self.states, device=tokens.device)[drawn]
-        return torch.where((keep >= alpha) & is_state, replacement, tokens)
+        return torch.where((keep >= alpha) & is_state, self.tokens_of(drawn), tokens)
 
     def posterior(self, x: Tensor, z_t: Tensor, alpha_s: Tensor, alpha_t: Tensor) -> Tensor:
         """q(z_s | z_t, x) over the states [B, L, N] for s < t: `x` a distribution over the states [B, L, N]

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .uniform import Denoiser, ReverseStep, UniformDiffusion
+from .denoiser import Denoiser
+from .uniform import ReverseStep, UniformDiffusion
 
 
 class NoisyClassifier(Protocol):
