@@ -36,7 +36,9 @@ def check_complement_map(complement_map: Sequence[int], vocab_size: int) -> None
 
 
 def reverse_complement_tokens(tokens: Tensor, complement_map: Tensor) -> Tensor:
-    """[B, L] token ids -> the reverse complement strand."""
+    """[B, L] token ids (or [B, L, V] weight rows over the vocabulary) -> the reverse complement strand."""
+    if tokens.is_floating_point():
+        return tokens[..., complement_map].flip(1)
     return complement_map[tokens].flip(-1)
 
 
@@ -148,17 +150,27 @@ class Caduceus(nn.Module):
         return self.class_embedding(labels)[:, None, :]
 
     def embed(self, tokens: Tensor, labels: Tensor | None = None) -> Tensor:
-        """The first layer's input [B, L, width]: token embeddings (for RCPS, both strands), plus the label's."""
-        hidden = self.embedding(tokens)
+        """The first layer's input [B, L, width]: token embeddings (for RCPS, both strands), plus the label's.
+        `tokens` are ids [B, L] or rows of weights over the vocabulary [B, L, V]: one-hot rows give the ids'
+        embeddings, differentiably in the rows (what first-order classifier guidance takes gradients through)."""
+        hidden = self._token_vectors(tokens)
         label = self._label_vectors(tokens, labels)
         if label is not None:
             hidden = hidden + label
         if not self.rcps:
             return hidden
-        reverse = self.embedding(self.complement_map[tokens])
+        reverse = self._token_vectors(tokens, complemented=True)
         if label is not None:  # the label is strand-free: the RC strand gets the same vector
             reverse = reverse + label
         return torch.cat([hidden, reverse.flip(-1)], dim=-1)
+
+    def _token_vectors(self, tokens: Tensor, complemented: bool = False) -> Tensor:
+        """Embeddings of ids [B, L] or of weight rows [B, L, V], each token complemented if asked (a row's
+        complement permutes its columns by the complement map, an involution)."""
+        if not tokens.is_floating_point():
+            return self.embedding(self.complement_map[tokens] if complemented else tokens)
+        rows = tokens[..., self.complement_map] if complemented else tokens
+        return rows.to(self.embedding.weight.dtype) @ self.embedding.weight
 
     def _swap_halves(self, hidden: Tensor) -> Tensor:
         forward, reverse = hidden.split(self.d_model, dim=-1)

@@ -16,7 +16,7 @@ distribution over the states, and everything below follows from it:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -25,7 +25,8 @@ from torch import Tensor
 
 from .denoiser import Denoiser
 from .objectives import LossOutput, check_logits, valid_positions
-from .process import check_tokens, make_generator, sample_times
+from .process import check_tokens, sample_times
+from .reverse_chain import ReverseStep, per_position, state_log_probs
 from .schedules import NoiseSchedule
 
 
@@ -85,7 +86,7 @@ class UniformDiffusion:
         """q(z_s | z_t, x) over the states [B, L, N] for s < t: `x` a distribution over the states [B, L, N]
         (one-hot for the true posterior, x_theta for the model's), z_t as state indices [B, L], signal levels
         alpha_s >= alpha_t [B] or [B, L]."""
-        alpha_s, alpha_t = (_per_position(a, z_t).to(x.dtype) for a in (alpha_s, alpha_t))
+        alpha_s, alpha_t = (per_position(a, z_t).to(x.dtype) for a in (alpha_s, alpha_t))
         alpha_ts = alpha_t / alpha_s
         at_z = F.one_hot(z_t, self.num_states).to(x.dtype)
         n = self.num_states
@@ -110,7 +111,7 @@ class UniformDiffusion:
         """The NELBO estimate for given times t [B] and noisy tokens z_t [B, L]."""
         logits = denoiser(z_t, t)
         check_logits(logits, tokens)
-        log_x_theta = _state_log_probs(logits, self.states)
+        log_x_theta = state_log_probs(logits, self.states)
         x, is_state = self.state_index(tokens)
         z, _ = self.state_index(z_t)
         if self.discrete_steps is None:
@@ -126,8 +127,8 @@ class UniformDiffusion:
         grows as 1 / alpha (cheap with a small vocabulary). At alpha = 0 the integrand's limit, 0, is what it gives:
         every xbar is then exactly 1."""
         n, work = self.num_states, torch.float64
-        alpha = _per_position(self.schedule.alpha(t, check=False), z).to(work).clamp_min(torch.finfo(work).tiny)
-        alpha_prime = _per_position(self.schedule.alpha_prime(t, check=False), z).to(work)
+        alpha = per_position(self.schedule.alpha(t, check=False), z).to(work).clamp_min(torch.finfo(work).tiny)
+        alpha_prime = per_position(self.schedule.alpha_prime(t, check=False), z).to(work)
         x_bar = n * alpha * F.one_hot(x, n).to(work) + 1 - alpha
         log_x_bar_theta = torch.log(n * alpha * log_x_theta.to(work).exp() + 1 - alpha)
         x_bar_z = x_bar.gather(-1, z[..., None])
@@ -150,11 +151,19 @@ class UniformDiffusion:
 
     def log_x_theta(self, denoiser: Denoiser, z: Tensor, t: Tensor) -> Tensor:
         """log x_theta over the states [B, L, N] for z_t given as state indices [B, L]."""
-        return _state_log_probs(denoiser(self.tokens_of(z), t.float()), self.states)
+        return state_log_probs(denoiser(self.tokens_of(z), t.float()), self.states)
 
     def tokens_of(self, z: Tensor) -> Tensor:
         """State indices -> token ids."""
         return torch.as_tensor(self.states, device=z.device)[z]
+
+    def start(self, shape: tuple[int, int], generator: torch.Generator | None, device: torch.device | str) -> Tensor:
+        """Where sampling starts: uniform noise, the process's distribution at t = 1."""
+        return torch.randint(0, self.num_states, shape, generator=generator, device=device)
+
+    def movable(self, z: Tensor) -> Tensor:
+        """Positions a step may change: all of them."""
+        return torch.ones_like(z, dtype=torch.bool)
 
     def model_step(self, denoiser: Denoiser) -> ReverseStep:
         """The model's reverse step: q(z_s | z_t, x_theta)."""
@@ -163,30 +172,3 @@ class UniformDiffusion:
                                   self.schedule.alpha(t))
 
         return step
-
-    @torch.no_grad()
-    def sample(self, step: ReverseStep, shape: tuple[int, int], steps: int,
-               seed: int | torch.Generator | None = None, device: torch.device | str = "cpu") -> Tensor:
-        """Ancestral sampling from uniform noise at t = 1 over `steps` equal steps, each drawing every position from
-        `step`'s distribution of z_s (`model_step`, or a guided one): no carry-over, any position may change at any
-        step; the last step's distribution, at s = 0, is the clean token's."""
-        generator = make_generator(seed, device)
-        z = torch.randint(0, self.num_states, shape, generator=generator, device=device)
-        for index in range(steps, 0, -1):
-            t = torch.full((shape[0],), index / steps, device=device, dtype=torch.float64)
-            probs = step(z, torch.full_like(t, (index - 1) / steps), t)
-            z = torch.multinomial(probs.reshape(-1, self.num_states), 1, generator=generator).view(shape)
-        return self.tokens_of(z)
-
-
-ReverseStep = Callable[[Tensor, Tensor, Tensor], Tensor]  # (z_t state indices, s, t) -> p(z_s) [B, L, N]
-
-
-def _state_log_probs(logits: Tensor, states: Sequence[int]) -> Tensor:
-    """log x_theta over the states [B, L, N], in at least float32."""
-    return logits[..., list(states)].to(torch.promote_types(logits.dtype, torch.float32)).log_softmax(-1)
-
-
-def _per_position(values: Tensor, like: Tensor) -> Tensor:
-    """Per-sequence values [B] as [B, 1, 1]; per-position values [B, L] as [B, L, 1]."""
-    return values[:, None, None] if values.dim() == 1 else values[..., None]

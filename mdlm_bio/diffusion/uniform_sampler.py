@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     import torch
 
     from .denoiser import SampleOutput
-    from .uniform import ReverseStep, UniformDiffusion
+    from .reverse_chain import ReverseStep, StateChain
 
 
 @dataclass(frozen=True)
@@ -27,10 +27,11 @@ class UniformAncestralSampler(Sampler):
         super().__post_init__()
         check_steps(self.steps)
 
-    def sample_uniform(self, engine: UniformDiffusion, step: ReverseStep, shape: tuple[int, int],
+    def sample_uniform(self, engine: StateChain, step: ReverseStep, shape: tuple[int, int],
                        generator: int | torch.Generator | None, device: torch.device | str) -> SampleOutput:
         """Samples [B, L] by `step` (the model's reverse step, or a guided one): one step call per time step."""
         from .denoiser import SampleOutput
+        from .reverse_chain import run_chain
 
-        tokens = engine.sample(step, shape, self.steps, generator, device)
+        tokens = run_chain(engine, step, shape, self.steps, generator, device)
         return SampleOutput(tokens, self.steps, self.steps * shape[0])

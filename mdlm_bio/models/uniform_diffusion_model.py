@@ -10,13 +10,13 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from ..diffusion.chain_guidance import classifier_free_step
 from ..diffusion.denoiser import SampleOutput
 from ..diffusion.generation import in_batches
 from ..diffusion.process import make_generator
+from ..diffusion.reverse_chain import ReverseStep
 from ..diffusion.sampler import Sampler
 from ..diffusion.stopping import StopRule
-from ..diffusion.uniform import ReverseStep
-from ..diffusion.uniform_guidance import classifier_free_step
 from .diffusion_model import DiffusionModel
 from .handle import Conditioning, ModelMismatchError, WithoutVariantScores, cut
 
