@@ -1,5 +1,6 @@
-"""Class-conditional MDLM with classifier-free guidance: backbone conditioning, label dropout, and a toy
-problem (GC-rich vs AT-rich DNA) where guidance must move samples toward the requested class."""
+"""Class-conditional MDLM with classifier-free guidance, and classifier-based guidance by a noisy-input classifier:
+backbone conditioning, label dropout, and a toy problem (GC-rich vs AT-rich DNA) where guidance must move samples
+toward the requested class."""
 
 from __future__ import annotations
 
@@ -130,11 +131,24 @@ def test_guidance_steers_the_fewer_call_samplers_too(toy, sampler):
         assert (gc_fraction(out) > 0.75) if high else (gc_fraction(out) < 0.25)
 
 
-def test_oracle_accuracy_rises_with_guidance(toy):
+@pytest.fixture(scope="module")
+def oracle(toy) -> Path:
+    """A classifier of clean sequences fine-tuned on the toy: the judge of guided samples."""
     main(["finetune", "genomic-benchmarks", "trainer.enable_progress_bar=false", "--preset", "genomic-benchmarks-tiny",
           "--data-dir", str(toy / "data"), "--datasets", DATASET, "--seeds", "1", "--run-dir", str(toy / "finetune")])
-    classifier = toy / "finetune" / DATASET / "seed_1" / "checkpoints" / "best.ckpt"
-    main(["evaluate-guidance", "--ckpt", str(toy / "run"), "--classifier", str(classifier), "--guidance", "0", "2",
+    return toy / "finetune" / DATASET / "seed_1" / "checkpoints" / "best.ckpt"
+
+
+@pytest.fixture(scope="module")
+def noisy_classifier(toy) -> Path:
+    """A noisy-input classifier of the toy run's masked noise (train-classifier), as its run folder."""
+    main(["train-classifier", "--generator", str(toy / "run"), "--run-dir", str(toy / "noisy"), "epochs=3",
+          "trainer.enable_progress_bar=false"])
+    return toy / "noisy"
+
+
+def test_oracle_accuracy_rises_with_guidance(toy, oracle):
+    main(["evaluate-guidance", "--ckpt", str(toy / "run"), "--classifier", str(oracle), "--guidance", "0", "2",
           "--num", "16", "--out-dir", str(toy / "eval")])
     rows = {(row["class"], row["guidance"]): row for row in json.loads((toy / "eval" / "summary.json").read_text())["rows"]}
     for label in (GC_RICH, AT_RICH):
@@ -177,3 +191,45 @@ def test_a_uniform_noise_model_is_guided_toward_the_class_too(tmp_path):
               str(weight), "--num", "32", "--out", str(out)])
         gc[label, weight] = gc_fraction(out)
     assert 0.3 < gc[GC_RICH, 0] < 0.7 and gc[GC_RICH, 2] > 0.75 and gc[AT_RICH, 2] < 0.25
+    # ... and classifier-based guidance by a noisy-input classifier of its uniform noise (exact change scores),
+    # through the same command
+    main(["train-classifier", "--generator", str(run), "--run-dir", str(tmp_path / "noisy"), "epochs=3",
+          "trainer.enable_progress_bar=false"])
+    for label in (GC_RICH, AT_RICH):
+        out = tmp_path / f"cbg_{label}.fa"
+        main(["sample", "--ckpt", str(run), "--sampler", "udlm", "--steps", "16", "--class", label, "--guidance", "cbg",
+              "--weight", "3", "--noisy-classifier", str(tmp_path / "noisy"), "--num", "8", "--out", str(out)])
+        gc[label, "cbg"] = gc_fraction(out)
+    assert gc[GC_RICH, "cbg"] > 0.7 and gc[AT_RICH, "cbg"] < 0.3
+
+
+def test_classifier_based_guidance_moves_a_masked_models_samples_toward_the_class(toy, noisy_classifier, capsys):
+    """The unconditional branch guided by the noisy-input classifier (exact change scores): weight 0 mixes both
+    classes, weight 3 gives the class's GC."""
+    gc = {}
+    for label, weight in ((GC_RICH, 0), (GC_RICH, 3), (AT_RICH, 3)):
+        out = toy / f"cbg_{label}_{weight}.fa"
+        main(["sample", "--ckpt", str(toy / "run"), "--class", label, "--guidance", "cbg", "--weight", str(weight),
+              "--noisy-classifier", str(noisy_classifier), "--sampler", "ancestral", "--steps", "16", "--num", "16",
+              "--out", str(out)])
+        gc[label, weight] = gc_fraction(out)
+    assert 0.3 < gc[GC_RICH, 0] < 0.7 and gc[GC_RICH, 3] > 0.7 and gc[AT_RICH, 3] < 0.3
+    assert "class=gc_rich guidance=cbg weight=3 model=" in (toy / f"cbg_{GC_RICH}_3.fa").read_text().splitlines()[0]
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["sample", "--ckpt", str(toy / "run"), "--class", GC_RICH, "--guidance", "cbg", "--out", str(toy / "x.fa")])
+    assert capsys.readouterr().err == ("mdlm-bio sample: error: --guidance cbg needs --noisy-classifier (mdlm-bio "
+                                       "train-classifier --generator MODEL makes one)\n")
+
+
+def test_evaluate_guidance_judges_classifier_based_guidance_too(toy, oracle, noisy_classifier):
+    main(["evaluate-guidance", "--ckpt", str(toy / "run"), "--classifier", str(oracle), "--guidance", "cbg",
+          "--weight", "0", "3", "--noisy-classifier", str(noisy_classifier), "--first-order", "--sampler", "ancestral",
+          "--steps", "16", "--num", "16", "--out-dir", str(toy / "eval-cbg")])
+    summary = json.loads((toy / "eval-cbg" / "summary.json").read_text())
+    rows = {(row["class"], row["guidance"]): row for row in summary["rows"]}
+    assert summary["method"] == "cbg-first-order"
+    for label in (GC_RICH, AT_RICH):
+        assert rows[label, 3.0]["oracle_accuracy"] >= 0.8 and rows[label, 3.0]["oracle_accuracy"] > rows[label, 0.0][
+            "oracle_accuracy"]
+    assert (toy / "eval-cbg" / "summary.md").read_text().startswith("# Classifier-based guidance")

@@ -4,6 +4,7 @@ so a typo is reported before anything loads (exit status 2, `mdlm-bio VERB: erro
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 CPU = "cpu"
 
@@ -52,6 +53,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def guidance_method(text: str) -> str | float:
+    """A --guidance value: cfg or cbg, or a number (the form before cbg existed: classifier-free guidance with that
+    weight)."""
+    if text in ("cfg", "cbg"):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be cfg, cbg or a classifier-free guidance weight, not {text!r}") from None
+
+
 def add_device(parser: argparse.ArgumentParser, several: bool = False) -> None:
     if several:
         parser.add_argument("--device", dest="devices", type=device_list, default=[CPU], metavar="DEVICE[,DEVICE...]",
@@ -73,3 +85,20 @@ def add_memory_option(parser: argparse.ArgumentParser) -> None:
 def add_trust_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust-checkpoint", action="store_true", help="unpickle a published checkpoint that holds "
                         "Python objects (a Lightning .ckpt); this can run code, so only for files you trust")
+
+
+def add_guidance_options(parser: argparse.ArgumentParser, several_weights: bool) -> None:
+    """--guidance, --weight, and classifier-based guidance's --noisy-classifier and --first-order."""
+    parser.add_argument("--guidance", type=guidance_method, nargs="+" if several_weights else None,
+                        default=None, metavar="{cfg,cbg}", help="how samples are steered toward --class: cfg = "
+                        "classifier-free, with a class-conditional model (default); cbg = classifier-based, with "
+                        "--noisy-classifier, guiding any masked or uniform-state diffusion model (a conditional "
+                        "one's unconditional branch); a number W means --guidance cfg --weight W")
+    weights = "weights (default: 0 1 2)" if several_weights else "weight (default: 1)"
+    parser.add_argument("--weight", type=float, nargs="+" if several_weights else None, default=None,
+                        help=f"guidance {weights}: 0 = unguided, 1 = the class's distribution, > 1 = pushed further "
+                        "toward the class")
+    parser.add_argument("--noisy-classifier", type=Path, default=None, metavar="CKPT", help="cbg: the noisy-input "
+                        "classifier (from mdlm-bio train-classifier: its best.ckpt or its run folder)")
+    parser.add_argument("--first-order", action="store_true", help="cbg: score every single-base change from one "
+                        "gradient of the classifier, instead of one classifier call per change (for long sequences)")

@@ -8,7 +8,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .options import add_device, add_memory_option, add_seed, add_trust_option, positive_int
+from .options import (
+    add_device,
+    add_guidance_options,
+    add_memory_option,
+    add_seed,
+    add_trust_option,
+    positive_int,
+)
 from .sampling import SamplerDefault, add_sampler_options
 
 CKPT_HELP = "a run folder (uses checkpoints/last.ckpt), a .ckpt file, or a published checkpoint (hf:owner/repo or a file)"
@@ -130,10 +137,9 @@ def sample(parser: argparse.ArgumentParser) -> None:
                         "context; longer ones semi-autoregressively)")
     parser.add_argument("--batch-size", type=positive_int, default=16, help="sequences drawn at once (default: 16)")
     parser.add_argument("--prompt", type=Path, default=None, help="FASTA whose first record every sample continues")
-    parser.add_argument("--class", dest="class_label", default=None,
-                        help="class name (or index) for a class-conditional model (mdlm-bio train conditional)")
-    parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance weight with --class: "
-                        "0 = unconditional, 1 = conditional (default), > 1 = pushed further toward the class")
+    parser.add_argument("--class", dest="class_label", default=None, help="class name (or index, with cfg) for a "
+                        "class-conditional model (mdlm-bio train conditional), or of the --noisy-classifier")
+    add_guidance_options(parser, several_weights=False)
     parser.add_argument("--stop-entropy", type=float, default=None, metavar="NATS", help="end a sequence where the "
                         "unigram entropy of its last --stop-window bases falls below NATS (at most 1.39 for DNA), "
                         "cutting those bases; a block diffusion model stops generating there (default: off)")
@@ -146,12 +152,31 @@ def evaluate_guidance(parser: argparse.ArgumentParser) -> None:
     _dna_model(parser)
     parser.add_argument("--classifier", type=Path, required=True, help="a fine-tuned classifier checkpoint "
                         "(RUN_DIR/<dataset>/seed_<s>/checkpoints/best.ckpt from mdlm-bio finetune)")
-    parser.add_argument("--guidance", type=float, nargs="+", default=[0.0, 1.0, 2.0], help="weights (default: 0 1 2)")
+    add_guidance_options(parser, several_weights=True)
     parser.add_argument("--num", type=positive_int, default=64, help="samples per class and weight (default: 64)")
     parser.add_argument("--length", type=positive_int, default=None, help="bases per sample (default: the model's context)")
     parser.add_argument("--batch-size", type=positive_int, default=16, help="sequences drawn at once (default: 16)")
     parser.add_argument("--data-dir", type=Path, default=None, help="benchmark folder, if moved since training")
     parser.add_argument("--out-dir", type=Path, default=Path("guidance_eval"), help="default: guidance_eval")
+
+
+def train_classifier(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. epochs=5 optim.lr=1e-3")
+    parser.add_argument("--generator", required=True, help="the model to guide, whose noise the classifier learns: "
+                        + CKPT_HELP)
+    parser.add_argument("--dataset", default=None, help="labelled dataset to classify (default: the generator's, for "
+                        "a model from mdlm-bio train conditional)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="folder in the Genomic Benchmarks layout "
+                        "(default: the generator's)")
+    parser.add_argument("--seeds", type=positive_int, default=1, help="classifiers trained, seed, seed+1, ... "
+                        "(default: 1)")
+    parser.add_argument("--preset", default=None, help="config in configs/finetune (default: noisy-classifier) or "
+                        "a .yaml")
+    parser.add_argument("--run-dir", type=Path, default=None, help="where runs go (default: the preset's, "
+                        "runs/noisy-classifier)")
+    parser.add_argument("--no-download", action="store_true", help="fail instead of downloading a missing dataset")
+    add_trust_option(parser)
+    add_memory_option(parser)
 
 
 def infill(parser: argparse.ArgumentParser) -> None:
@@ -218,6 +243,8 @@ VERBS = {
     "sample": Verb("generate:sample", "generate DNA as FASTA from a trained model", sample, FIRST_HITTING),
     "evaluate-guidance": Verb("guidance:evaluate", "oracle accuracy and k-mer report of class-guided samples",
                               evaluate_guidance, FIRST_HITTING),
+    "train-classifier": Verb("train_classifier:train_classifier", "train a noisy-input classifier of a "
+                             "generator's classes, the guide of --guidance cbg", train_classifier),
     "infill": Verb("generate:infill", "fill N runs (or bed regions) of FASTA records, keeping other bases", infill,
                    SamplerDefault("ancestral")),
     "score": Verb("score:score", "NELBO, bits per base and perplexity of each FASTA record, as TSV", score),

@@ -67,21 +67,21 @@ def classifier_based_step(chain: StateChain, denoiser: Denoiser, classifier: Noi
 
 def change_scores(chain: StateChain, classifier: NoisyClassifier, z: Tensor, t: Tensor, label: int) -> Tensor:
     """log p(label | z with position l set to state v) [B, L, N] at every position a step may change (0 at the
-    others, whose step keeps their state whatever the scores): one classifier row per such position and state."""
+    others, whose step keeps their state whatever the scores): one classifier row per such position and state other
+    than its own, plus one per sequence for z itself (every position's own state)."""
     n, length = chain.num_states, z.shape[1]
     rows, columns = chain.movable(z).nonzero(as_tuple=True)
-    variants = z[rows].repeat_interleave(n, dim=0)  # [M N, L]: each changeable position's N versions
-    variants[torch.arange(len(variants), device=z.device), columns.repeat_interleave(n)] = torch.arange(
-        n, device=z.device).repeat(len(rows))
-    times = t[rows].repeat_interleave(n)
+    others = (z[rows, columns, None] + torch.arange(1, n, device=z.device)) % n  # [M, N - 1]
+    variants = z[rows].repeat_interleave(n - 1, dim=0)  # [M (N - 1), L]
+    variants[torch.arange(len(variants), device=z.device), columns.repeat_interleave(n - 1)] = others.flatten()
+    inputs, times = torch.cat([z, variants]), torch.cat([t, t[rows].repeat_interleave(n - 1)])
     chunk = max(1, TOKENS_PER_CLASSIFIER_CALL // length)
     with torch.no_grad():
-        parts = [classifier(chain.tokens_of(variants[start : start + chunk]), times[start : start + chunk])[:, label]
-                 for start in range(0, len(variants), chunk)]
-    scores = torch.zeros(*z.shape, n, dtype=torch.float64, device=z.device)
-    if parts:
-        scores[rows, columns] = torch.cat(parts).view(len(rows), n).to(torch.float64)
-    return scores
+        flat = torch.cat([classifier(chain.tokens_of(inputs[start : start + chunk]), times[start : start + chunk])[:, label]
+                          for start in range(0, len(inputs), chunk)]).to(torch.float64)
+    scores = flat[: len(z), None, None].repeat(1, length, n)
+    scores[rows[:, None], columns[:, None], others] = flat[len(z) :].view(len(rows), n - 1)
+    return torch.where(chain.movable(z)[..., None], scores, 0.0)
 
 
 def first_order_change_scores(chain: StateChain, classifier: NoisyClassifier, z: Tensor, t: Tensor,

@@ -70,6 +70,12 @@ class MaskedDiffusion:
         weights = nelbo_weights(self.schedule, t, self.discrete_steps, check=False)
         return self._weighted_loss(denoiser, tokens, t, z_t, weights, attention_mask, logits_at)
 
+    def noise(self, tokens: Tensor, t: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """z_t ~ q(z_t | x) for times t [B]: each position masked with probability 1 - alpha_t (what a noisy-input
+        classifier trains on; the loss draws the same way)."""
+        return mask_where(tokens, position_draws(tokens.shape, generator, tokens.device),
+                          self.schedule.alpha(t, check=False), self.mask_id)
+
     def masked_lm_loss(self, denoiser: Denoiser, tokens: Tensor, rate: float, attention_mask: Tensor | None = None,
                        generator: torch.Generator | None = None, logits_at: PositionLogits | None = None) -> LossOutput:
         """BERT's masked language modelling: each position masked with probability `rate` (at the time whose

@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from .sampler import Sampler, check_steps, option
-
-if TYPE_CHECKING:
-    import torch
-
-    from .denoiser import SampleOutput
-    from .reverse_chain import ReverseStep, StateChain
 
 
 @dataclass(frozen=True)
@@ -26,12 +20,3 @@ class UniformAncestralSampler(Sampler):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_steps(self.steps)
-
-    def sample_uniform(self, engine: StateChain, step: ReverseStep, shape: tuple[int, int],
-                       generator: int | torch.Generator | None, device: torch.device | str) -> SampleOutput:
-        """Samples [B, L] by `step` (the model's reverse step, or a guided one): one step call per time step."""
-        from .denoiser import SampleOutput
-        from .reverse_chain import run_chain
-
-        tokens = run_chain(engine, step, shape, self.steps, generator, device)
-        return SampleOutput(tokens, self.steps, self.steps * shape[0])

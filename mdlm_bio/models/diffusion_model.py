@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ..diffusion.ancestral_sampler import AncestralSampler
+from ..diffusion.chain_guidance import classifier_based_step
 from ..diffusion.denoiser import SampleOutput
-from ..diffusion.generation import generate, infill
+from ..diffusion.generation import generate, in_batches, infill
+from ..diffusion.process import make_generator
+from ..diffusion.reverse_chain import MaskedChain, ReverseStep, StateChain, run_chain
 from ..diffusion.sampler import Sampler
 from ..diffusion.stopping import StopRule
 from ..dna.generate import score_sequence
 from ..dna.variants import nelbo_difference, snv_log_ratios
 from ..likelihood import Estimate, Nll
 from .handle import Conditioning, Model, cut
+
+if TYPE_CHECKING:
+    from ..training.noisy_classifier import NoisyInputClassifier
 
 
 class DiffusionModel(Model):
@@ -31,14 +38,22 @@ class DiffusionModel(Model):
     def strand_symmetric(self) -> bool:
         return bool(getattr(self.network.backbone, "rcps", False))
 
-    def conditioning(self, class_label: str | None, guidance: float | None) -> Conditioning:
+    def conditioning(self, class_label: str | None, guidance: float | None,
+                     classifier: NoisyInputClassifier | None = None, first_order: bool = False) -> Conditioning:
         if class_label is None:
-            if guidance is not None:
+            if guidance is not None or classifier is not None:
                 raise ValueError("--guidance needs --class: guidance steers toward a class")
             return Conditioning(words=" class=none" if self.classes else "")
-        label = self.class_index(class_label)
         weight = 1.0 if guidance is None else guidance
-        return Conditioning(label, weight, f" class={self.classes[label]} guidance={weight:g}")
+        if classifier is None:
+            label = self.class_index(class_label)
+            return Conditioning(label, weight, f" class={self.classes[label]} guidance={weight:g}")
+        if class_label not in classifier.classes:
+            raise ValueError(f"unknown class {class_label!r}; the noisy-input classifier knows {classifier.classes}")
+        way = " first-order" if first_order else ""
+        return Conditioning(classifier.classes.index(class_label), weight,
+                            f" class={class_label} guidance=cbg{way} weight={weight:g}",
+                            classifier.reading(self.network.engine), first_order)
 
     @torch.no_grad()
     def sample(self, sampler: Sampler, *, num: int, length: int, seed: int | torch.Generator, batch_size: int,
@@ -47,11 +62,50 @@ class DiffusionModel(Model):
                progress: Callable[[int], None] | None = None) -> SampleOutput:
         """A diffusion model generates its first token like any other, so `start_token` is not needed."""
         self.require_masked_sampler(sampler)
+        if condition.guide is not None:
+            return cut(self._classifier_guided(sampler, condition, num=num, length=length, seed=seed,
+                                               batch_size=batch_size, prompt=prompt, progress=progress), stop)
         out = generate(self.network.sampling_denoiser(condition.label, condition.weight), self.network.engine.schedule,
                        sampler, context=self.context, mask_id=self.mask_id, num=num, length=length, seed=seed,
                        batch_size=batch_size, prompt=None if prompt is None else torch.as_tensor(prompt, dtype=torch.long),
                        device=self.device, progress=progress)
         return cut(out, stop)
+
+    def _classifier_guided(self, sampler: Sampler, condition: Conditioning, *, num: int, length: int,
+                           seed: int | torch.Generator, batch_size: int, prompt: np.ndarray | None,
+                           progress: Callable[[int], None] | None) -> SampleOutput:
+        """D-CBG: MDLM's ancestral steps drawn from their full distribution (the masked chain), reweighted by the
+        noisy-input classifier; the unconditional model (a conditional one's null label) is what it guides."""
+        if not isinstance(sampler, AncestralSampler) or sampler != AncestralSampler(steps=sampler.steps):
+            raise ValueError(f"--guidance cbg draws MDLM's ancestral steps (--sampler ancestral, uniform grid, no "
+                             f"cache, remasking or top-p), not {sampler.describe()}")
+        self.check_one_window(prompt, length, "classifier-based guidance")
+        network = self.network
+        chain = MaskedChain(network.engine.schedule, self.mask_id, network.output_states)
+        step = classifier_based_step(chain, network.sampling_denoiser(None),
+                                     condition.guide, condition.label, condition.weight, condition.first_order)
+        return self.sample_chain(chain, step, sampler.steps, num=num, length=length, seed=seed,
+                                 batch_size=batch_size, progress=progress)
+
+    def check_one_window(self, prompt: np.ndarray | None, length: int, what: str) -> None:
+        """Sampling by a reverse chain starts from noise and fills one window: no prompt, no longer samples."""
+        if prompt is not None:
+            raise ValueError(f"--prompt: {what} does not continue a prompt yet")
+        if length > self.context:
+            raise ValueError(f"--length {length}: {what} samples at most the model's context ({self.context}) "
+                             f"for now")
+
+    def sample_chain(self, chain: StateChain, step: ReverseStep, steps: int, *, num: int, length: int,
+                     seed: int | torch.Generator, batch_size: int,
+                     progress: Callable[[int], None] | None) -> SampleOutput:
+        """`num` windows drawn by a reverse chain's `step` over `steps` steps, in batches; progress counts bases."""
+        generator = make_generator(seed, self.device)
+
+        def draw(batch: int) -> SampleOutput:
+            tokens = run_chain(chain, step, (batch, length), steps, generator, self.device)
+            return SampleOutput(tokens.cpu(), steps, steps * batch)
+
+        return in_batches(draw, num, batch_size, None if progress is None else (lambda rows: progress(rows * length)))
 
     def describe_sampling(self, sampler: Sampler) -> str:
         return sampler.describe()

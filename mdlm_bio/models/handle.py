@@ -13,7 +13,7 @@ import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -29,6 +29,10 @@ from ..memory import check_fits
 from .network import LanguageModel
 from .spec import ModelSpec
 
+if TYPE_CHECKING:
+    from ..diffusion.chain_guidance import NoisyClassifier
+    from ..training.noisy_classifier import NoisyInputClassifier
+
 
 class ModelMismatchError(CheckpointError):
     """A model this command cannot use: another track's, or a kind that cannot do what was asked."""
@@ -37,11 +41,15 @@ class ModelMismatchError(CheckpointError):
 @dataclass(frozen=True)
 class Conditioning:
     """How samples are conditioned: a class (`label`, None for none) and the guidance weight toward it, and the
-    FASTA header words that say so."""
+    FASTA header words that say so. With a `guide` (a noisy-input classifier, whose class index `label` is) the
+    guidance is classifier-based (D-CBG), from exact change scores or, `first_order`, from one gradient;
+    without one it is classifier-free."""
 
     label: int | None = None
     weight: float = 1.0
     words: str = ""
+    guide: NoisyClassifier | None = None
+    first_order: bool = False
 
 
 class Model(ABC):
@@ -117,10 +125,12 @@ class Model(ABC):
             check_fits(lambda: self.network.inference_memory(batch, length, outputs), self.device, request, smaller,
                        "--ignore-memory-limit")
 
-    def conditioning(self, class_label: str | None, guidance: float | None) -> Conditioning:
-        """The conditioning `--class` and `--guidance` ask for (both None: the model's unconditional samples); only
-        a class-conditional masked-diffusion model has any other."""
-        if class_label is not None or guidance is not None:
+    def conditioning(self, class_label: str | None, guidance: float | None,
+                     classifier: NoisyInputClassifier | None = None, first_order: bool = False) -> Conditioning:
+        """The conditioning `--class` and the guidance weight ask for (both None: the model's unconditional
+        samples), classifier-free or, with a noisy-input `classifier`, classifier-based; only diffusion models
+        (masked or uniform-state) have any other."""
+        if class_label is not None or guidance is not None or classifier is not None:
             raise ValueError(f"--class and --guidance need a class-conditional diffusion model; this one is "
                              f"{self.kind_name}")
         return Conditioning()

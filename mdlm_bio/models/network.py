@@ -49,8 +49,9 @@ class LanguageModel(nn.Module):
         if self.is_autoregressive and getattr(self.backbone, "reads_attention_mask", False):
             raise ValueError(f"an autoregressive model needs a causal backbone; {spec.backbone['architecture']} is a "
                              f"bidirectional encoder (train it with objective.kind=mdlm)")
-        states = tuple(range(vocab_size)) if spec.output_ids is None else tuple(spec.output_ids)
-        self.engine: MaskedDiffusion | BlockDiffusion | UniformDiffusion = spec.objective.engine(spec.mask_id, states)
+        self.output_states = tuple(range(vocab_size)) if spec.output_ids is None else tuple(spec.output_ids)
+        self.engine: MaskedDiffusion | BlockDiffusion | UniformDiffusion = spec.objective.engine(
+            spec.mask_id, self.output_states)
         if isinstance(self.engine, UniformDiffusion) and not getattr(self.backbone, "reads_time", False):
             raise ValueError(f"uniform-state diffusion (objective.kind=udlm) needs a denoiser that reads the noise "
                              f"level, since its inputs do not show which positions are noise; build the "

@@ -1,19 +1,17 @@
-"""A uniform-state diffusion model (UDLM) behind the model handle: its ancestral sampler, guided by classifier-free
-guidance as the guidance paper defines it for uniform noise, and NELBO scores (a masked-diffusion model's)."""
+"""A uniform-state diffusion model (UDLM) behind the model handle: its ancestral sampler, guided classifier-free
+(tempered reverse steps, as the guidance paper defines it for uniform noise) or classifier-based, and NELBO scores
+(a masked-diffusion model's)."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import ClassVar
 
 import numpy as np
 import torch
 
-from ..diffusion.chain_guidance import classifier_free_step
+from ..diffusion.chain_guidance import classifier_based_step, classifier_free_step
 from ..diffusion.denoiser import SampleOutput
-from ..diffusion.generation import in_batches
-from ..diffusion.process import make_generator
 from ..diffusion.reverse_chain import ReverseStep
 from ..diffusion.sampler import Sampler
 from ..diffusion.stopping import StopRule
@@ -34,28 +32,21 @@ class UniformDiffusionModel(WithoutVariantScores, DiffusionModel):
         if sampler.process != "uniform":
             raise ModelMismatchError(f"{self.source} holds a uniform-state diffusion (udlm) model; --sampler "
                                      f"{sampler.name} reverses masking: sample it with --sampler udlm")
-        if prompt is not None:
-            raise ValueError("--prompt: a uniform-state diffusion model does not continue a prompt yet")
-        if length > self.context:
-            raise ValueError(f"--length {length}: a uniform-state diffusion model samples at most its context "
-                             f"({self.context}) for now")
-        generator, step = make_generator(seed, self.device), self.reverse_step(condition)
-
-        def draw(batch: int) -> SampleOutput:
-            out = sampler.sample_uniform(self.network.engine, step, (batch, length), generator, self.device)
-            return dataclasses.replace(out, tokens=out.tokens.cpu())
-
-        bases = None if progress is None else (lambda rows: progress(rows * length))  # progress counts tokens
-        return cut(in_batches(draw, num, batch_size, bases), stop)
+        self.check_one_window(prompt, length, "a uniform-state diffusion model")
+        return cut(self.sample_chain(self.network.engine, self.reverse_step(condition), sampler.steps, num=num,
+                                     length=length, seed=seed, batch_size=batch_size, progress=progress), stop)
 
     def reverse_step(self, condition: Conditioning) -> ReverseStep:
-        """The model's reverse step: unconditional, one class, or D-CFG toward it (tempering the reverse step's
-        log-probabilities, as the guidance paper does for uniform noise)."""
-        engine = self.network.engine
+        """The model's reverse step: unconditional, one class, D-CFG toward it (tempering the reverse step's
+        log-probabilities), or D-CBG with a noisy-input classifier (guiding the unconditional model)."""
+        engine, network = self.network.engine, self.network
+        if condition.guide is not None:
+            return classifier_based_step(engine, network.sampling_denoiser(None), condition.guide, condition.label,
+                                         condition.weight, condition.first_order)
         if condition.label is None or condition.weight == 1.0:
-            return engine.model_step(self.network.sampling_denoiser(condition.label))
-        return classifier_free_step(engine, self.network.sampling_denoiser(condition.label),
-                                    self.network.sampling_denoiser(None), condition.weight)
+            return engine.model_step(network.sampling_denoiser(condition.label))
+        return classifier_free_step(engine, network.sampling_denoiser(condition.label), network.sampling_denoiser(None),
+                                    condition.weight)
 
     def infill(self, tokens: np.ndarray, fill: np.ndarray, sampler: Sampler, seed: int) -> SampleOutput:
         raise ModelMismatchError(f"{self.source} holds a uniform-state diffusion model; infill needs a "

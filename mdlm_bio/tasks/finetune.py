@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -43,11 +44,12 @@ from ..training.trainer import build_trainer
 from .benchmark_table import SeedResult, write_results
 
 GLUE = "glue"
+ClassifierFactory = Callable[[dict[str, Any], dict[str, Any], list[str]], SequenceClassifier]
 DEFAULT_SEEDS = 5  # Genomic Benchmarks' seeds per dataset, as Caduceus and MDLM report
 BEST_CHECKPOINT = "best.ckpt"
 # Settings that change results; a run folder holding results made with other values is refused.
-RESULT_DEFINING = ("init_from", "model", "optim", "epochs", "data.valid_fraction", "data.batch_size", "data.rc_augment",
-                   "data.max_length", "data.max_length_per_dataset")
+RESULT_DEFINING = ("init_from", "generator", "model", "optim", "epochs", "data.valid_fraction", "data.batch_size",
+                   "data.rc_augment", "data.max_length", "data.max_length_per_dataset")
 
 
 def pretrained_backbone(source: str | Path, trusted: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -89,15 +91,17 @@ def finetune_one(
     seed: int,
     init: tuple[dict[str, Any], dict[str, Any]] | None,
     ignore_memory_limit: bool = False,
+    make_classifier: ClassifierFactory = SequenceClassifier,
 ) -> SeedResult:
     """Fine-tune on one (dataset, seed), keep the best-validation checkpoint, and score the test split with it.
-    A step that would not fit in the device's free memory is refused first, unless `ignore_memory_limit`."""
+    A step that would not fit in the device's free memory is refused first, unless `ignore_memory_limit`.
+    `make_classifier(config, backbone settings, classes)` builds the module (a noisy-input one for guidance)."""
     run_dir = Path(config.run_dir) / dataset / f"seed_{seed}"
     L.seed_everything(seed, workers=True, verbose=False)
     train, valid = carve_validation(train_all, config.data.valid_fraction, seed)
     plain = {**to_plain(config), "seed": seed}
     architecture = init[0] if init else scratch_backbone(plain["model"])
-    module = SequenceClassifier(plain, architecture, list(train_all.classes))
+    module = make_classifier(plain, architecture, list(train_all.classes))
     if init:
         module.backbone.load_state_dict(init[1])
     data = LabelledDataModule(
@@ -124,7 +128,8 @@ def finetune_one(
 
 
 def finetune_benchmarks(config: DictConfig, datasets: list[str] | None, num_seeds: int,
-                        trust_checkpoint: bool = False, ignore_memory_limit: bool = False) -> list[SeedResult]:
+                        trust_checkpoint: bool = False, ignore_memory_limit: bool = False,
+                        make_classifier: ClassifierFactory = SequenceClassifier) -> list[SeedResult]:
     """Run the sweep; returns every (dataset, seed) result, finished earlier or now. `trust_checkpoint` lets a
     published pickled checkpoint (init_from) be unpickled in full."""
     if num_seeds < 1:
@@ -135,11 +140,12 @@ def finetune_benchmarks(config: DictConfig, datasets: list[str] | None, num_seed
     init = pretrained_backbone(config.init_from, trust_checkpoint) if config.init_from else None
     with exclusive_on_rank_zero(config.run_dir, "run folder"), quiet_lightning(Path(config.run_dir)):
         save_config(config, Path(config.run_dir) / "config.yaml")  # two sweeps on one folder would share its seeds
-        return _sweep(config, names, data_dir, num_seeds, init, ignore_memory_limit)
+        return _sweep(config, names, data_dir, num_seeds, init, ignore_memory_limit, make_classifier)
 
 
 def _sweep(config: DictConfig, names: list[str], data_dir: Path, num_seeds: int,
-           init: tuple[dict[str, Any], dict[str, Any]] | None, ignore_memory_limit: bool) -> list[SeedResult]:
+           init: tuple[dict[str, Any], dict[str, Any]] | None, ignore_memory_limit: bool,
+           make_classifier: ClassifierFactory) -> list[SeedResult]:
     results = []
     for name in names:
         dataset_dir = ensure_present(name, data_dir, config.data.download, config.data.mirror)
@@ -152,7 +158,7 @@ def _sweep(config: DictConfig, names: list[str], data_dir: Path, num_seeds: int,
             if splits is None:
                 splits = read_split(dataset_dir, "train"), read_split(dataset_dir, "test")
             print(f"fine-tuning {name}, seed {seed}", flush=True)
-            results.append(finetune_one(config, name, *splits, seed, init, ignore_memory_limit))
+            results.append(finetune_one(config, name, *splits, seed, init, ignore_memory_limit, make_classifier))
     return results
 
 

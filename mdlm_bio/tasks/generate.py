@@ -18,18 +18,22 @@ from ..io import check_writable, file_identity
 from ..resumable import ResumableOutputs
 from ..sources import source_identity
 from .common import load_for
+from .guidance_choice import guidance_choice
 
 
 def sample(
     ckpt: str, *, out: Path, num: int, length: int | None, sampler: Sampler, seed: int, batch_size: int,
-    prompt: Path | None, class_label: str | None, guidance: float | None, stop_entropy: float | None,
-    stop_window: int, device: str, ignore_memory_limit: bool,
+    prompt: Path | None, class_label: str | None, guidance: str | float | None, weight: float | None,
+    noisy_classifier: Path | None, first_order: bool, stop_entropy: float | None, stop_window: int, device: str,
+    ignore_memory_limit: bool,
 ) -> None:
     """`num` sequences of `length` bases (None: the model's context; longer ones semi-autoregressively, or block
     by block), continuing the first record of `prompt` if given; `stop_entropy` ends a sequence early where its
     last `stop_window` bases have less entropy (nats). Batches stream into the output in constant memory; a run
     that is stopped resumes from its last batch when the same command is run again, with the same samples."""
     stop = None if stop_entropy is None else StopRule(entropy=stop_entropy, window=stop_window)
+    choice = guidance_choice([] if guidance is None else [guidance], None if weight is None else [weight],
+                             noisy_classifier, first_order)
     check_writable(out)
     start = next(iter(read_fasta(prompt))).tokens if prompt else None
     model = load_for(ckpt, device, "dna", "sample")
@@ -37,7 +41,8 @@ def sample(
     if start is not None and len(start) >= min(length, model.context):
         raise ValueError(f"{prompt}: the prompt ({len(start)} bases) must be shorter than --length ({length}) "
                          f"and the model's context ({model.context})")
-    condition = model.conditioning(class_label, guidance)
+    condition = model.conditioning(class_label, None if choice.weights is None else choice.weights[0],
+                                   choice.load_classifier(device), choice.first_order)
     batch_size = min(batch_size, num)
     # Per call a batch of context-long windows; on the side the batch's [batch, length] int64 canvas and its FASTA.
     model.check_memory(batch_size, min(length, model.context), 9 * batch_size * length,

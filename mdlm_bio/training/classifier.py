@@ -8,7 +8,7 @@ evaluation: features of a sequence and of its reverse complement are averaged be
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import lightning as L
 import torch
@@ -59,53 +59,80 @@ class SequenceClassifier(L.LightningModule):
         self.head = nn.Linear(self.backbone.d_model, len(classes))
         self.conjoin = should_conjoin(config["model"]["conjoin"], self.backbone)
 
-    def forward(self, tokens: Tensor, attention_mask: Tensor, conjoin: bool = False) -> Tensor:
-        """Class logits [B, C]."""
-        features = conjoined_features(self.backbone, tokens) if conjoin else self.backbone.features(tokens)
+    def forward(self, tokens: Tensor, attention_mask: Tensor, conjoin: bool = False,
+                noise_level: Tensor | None = None) -> Tensor:
+        """Class logits [B, C] of token ids [B, L] (or one-hot rows [B, L, V]); `noise_level` [B] reaches a
+        time-conditioned backbone (a noisy-input classifier's)."""
+        features = (conjoined_features(self.backbone, tokens, noise_level) if conjoin
+                    else self.backbone.features(tokens, noise_level))
         return self.head(mean_pool(features.to(self.head.weight.dtype), attention_mask))
 
     def predict_proba(self, tokens: Tensor, attention_mask: Tensor) -> Tensor:
         return self(tokens, attention_mask, conjoin=self.conjoin).softmax(-1)
 
+    def model_inputs(self, tokens: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
+        """What the network reads of a batch's tokens: here the tokens themselves at no noise level (a noisy-input
+        classifier noises them first)."""
+        return tokens, None
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         generator = seeded_generator([self.config["seed"], self.global_step])
         batch = random_reverse_complement(batch, self.config["data"]["rc_augment"], generator)
-        logits = self(batch["tokens"], batch["attention_mask"])
+        inputs, level = self.model_inputs(batch["tokens"], seeded_generator([self.config["seed"], self.global_step],
+                                                                            batch["tokens"].device))
+        logits = self(inputs, batch["attention_mask"], noise_level=level)
         loss = nn.functional.cross_entropy(logits, batch["labels"])
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/acc", (logits.argmax(-1) == batch["labels"]).float().mean())
         return loss
 
-    def _evaluate(self, batch: dict[str, Tensor], stage: str) -> None:
-        logits = self(batch["tokens"], batch["attention_mask"], conjoin=self.conjoin)
+    def _evaluate(self, batch: dict[str, Tensor], stage: str, batch_idx: int) -> None:
+        # Fixed noise per batch (for a noisy-input classifier), so validation moves only when the model does.
+        inputs, level = self.model_inputs(batch["tokens"], seeded_generator([batch_idx], batch["tokens"].device))
+        logits = self(inputs, batch["attention_mask"], conjoin=self.conjoin, noise_level=level)
         size = batch["labels"].numel()
         self.log(f"{stage}/loss", nn.functional.cross_entropy(logits, batch["labels"]), batch_size=size, sync_dist=True)
         accuracy = (logits.argmax(-1) == batch["labels"]).float().mean()
         self.log(f"{stage}/acc", accuracy, batch_size=size, prog_bar=True, sync_dist=True)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "val")
+        self._evaluate(batch, "val", batch_idx)
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test")
+        self._evaluate(batch, "test", batch_idx)
 
     def configure_optimizers(self):
         optim = self.config["optim"]
         optimizer = torch.optim.AdamW(self.parameters(), lr=optim["lr"], weight_decay=optim["weight_decay"])
         return fine_tuning_schedule(optimizer, self.trainer.estimated_stepping_batches, optim)
 
+    @classmethod
+    def check_stored(cls, stored: dict[str, Any], path: str | Path) -> None:
+        """Refuse a checkpoint of the other kind of classifier, naming what it is for."""
+        if "noise" in stored:
+            raise CheckpointError(f"{path} is a noisy-input classifier (from mdlm-bio train-classifier), for "
+                                  f"--noisy-classifier; this needs a classifier of clean sequences (mdlm-bio finetune)")
+
+    def stored_settings(self) -> dict[str, Any]:
+        """What a checkpoint keeps to rebuild this classifier: the constructor's arguments."""
+        return {"config": self.config, "backbone_config": self.backbone_config, "classes": self.classes}
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["mdlm_bio_classifier"] = {
-            "config": self.config, "backbone_config": self.backbone_config, "classes": self.classes
-        }
+        checkpoint["mdlm_bio_classifier"] = self.stored_settings()
 
 
-def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> SequenceClassifier:
-    """A fine-tuned classifier checkpoint -> the model in eval mode."""
+Classifier = TypeVar("Classifier", bound=SequenceClassifier)
+
+
+def load_classifier(path: str | Path, device: torch.device | str = "cpu",
+                    kind: type[Classifier] = SequenceClassifier) -> Classifier:
+    """A classifier checkpoint (`mdlm-bio finetune` or `train-classifier`) -> the model in eval mode; `kind` is
+    the class the stored settings must rebuild."""
     payload = read_checkpoint(path, required=("mdlm_bio_classifier", "state_dict"), kind="classifier (from `mdlm-bio finetune`)")
     stored = payload["mdlm_bio_classifier"]
+    kind.check_stored(stored, path)
     try:
-        model = SequenceClassifier(stored["config"], stored["backbone_config"], stored["classes"])
+        model = kind(**stored)
         model.load_state_dict(payload["state_dict"])
     except (RuntimeError, KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{path}: its weights or stored settings do not make a classifier ({first_line(error)})") from None
