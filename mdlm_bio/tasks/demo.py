@@ -24,7 +24,7 @@ def demo(*, out_dir: Path, steps: int | None, seed: int) -> None:
     history = train(config).history
     samples, reference = out_dir / "samples.fa", out_dir / "heldout.fa"
     sample(config.run_dir, out=samples, num=SAMPLES, length=2 * config.data.window, sampler=FirstHittingSampler(),
-           seed=seed, batch_size=SAMPLE_BATCH, prompt=None, class_label=None, guidance=None, stop_entropy=None,
+           seed=seed, batch_size=SAMPLE_BATCH, prompt=None, stop_entropy=None,
            stop_window=256, device="cpu", ignore_memory_limit=False)
     held_out_reference(config.data.data_dir, reference)
     report(samples, reference=reference, out_dir=out_dir / "report", k=REPORT_KS)

@@ -23,9 +23,9 @@ from .guidance_choice import guidance_choice
 
 def sample(
     ckpt: str, *, out: Path, num: int, length: int | None, sampler: Sampler, seed: int, batch_size: int,
-    prompt: Path | None, class_label: str | None, guidance: str | float | None, weight: float | None,
-    noisy_classifier: Path | None, first_order: bool, stop_entropy: float | None, stop_window: int, device: str,
-    ignore_memory_limit: bool,
+    prompt: Path | None, stop_entropy: float | None, stop_window: int, device: str, ignore_memory_limit: bool,
+    class_label: str | None = None, guidance: str | float | None = None, weight: float | None = None,
+    noisy_classifier: Path | None = None, first_order: bool = False,
 ) -> None:
     """`num` sequences of `length` bases (None: the model's context; longer ones semi-autoregressively, or block
     by block), continuing the first record of `prompt` if given; `stop_entropy` ends a sequence early where its
