@@ -155,6 +155,7 @@ def test_oracle_accuracy_rises_with_guidance(toy, oracle):
         assert rows[label, 2.0]["real_test_oracle_accuracy"] > 0.95
         assert rows[label, 2.0]["oracle_accuracy"] >= 0.9 > rows[label, 0.0]["oracle_accuracy"]
         assert rows[label, 2.0]["js_distance"]["3"] < rows[label, 0.0]["js_distance"]["3"]
+        assert rows[label, 0.0]["discriminator_auroc"] > 0.9  # unguided samples give themselves away
         assert (toy / "eval" / f"class_{label}" / "guidance_2_report" / "report.md").is_file()
     assert "| gc_rich | 2 |" in (toy / "eval" / "summary.md").read_text()
 

@@ -99,6 +99,7 @@ def evaluate_guidance(
                 "oracle_accuracy": float(np.mean(predict_classes(classifier, sequences) == label_map[label])),
                 "real_test_oracle_accuracy": real_accuracy,
                 "js_distance": report["js_distance"][GENERATED],
+                "discriminator_auroc": (report["discriminator"][GENERATED] or {}).get("auroc"),
                 "gc_mean": report["gc"][GENERATED]["mean"], "reference_gc_mean": report["gc"]["reference"]["mean"],
                 "samples": str(samples),
             })
@@ -110,17 +111,25 @@ def evaluate_guidance(
 
 def _markdown(rows: list[dict[str, Any]]) -> str:
     ks = list(rows[0]["js_distance"]) if rows else []
-    header = ["class", "guidance", "oracle accuracy", "real test (ceiling)", *(f"JS k={k}" for k in ks), "GC mean", "real GC"]
+    header = ["class", "guidance", "oracle accuracy", "real test (ceiling)", *(f"JS k={k}" for k in ks),
+              "discriminator AUROC", "GC mean", "real GC"]
     title = "Classifier-free" if rows and rows[0]["method"] == "cfg" else "Classifier-based"
     lines = [f"# {title} guidance: oracle accuracy and k-mer fit per class", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [row["class"], f"{row['guidance']:g}", f"{row['oracle_accuracy']:.3f}", f"{row['real_test_oracle_accuracy']:.3f}",
-                 *(f"{row['js_distance'][k]:.4f}" for k in ks), f"{row['gc_mean']:.3f}", f"{row['reference_gc_mean']:.3f}"]
+                 *(f"{row['js_distance'][k]:.4f}" for k in ks), _auroc(row["discriminator_auroc"]), f"{row['gc_mean']:.3f}",
+                 f"{row['reference_gc_mean']:.3f}"]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Oracle accuracy: the fraction of samples the fine-tuned classifier assigns to the requested class.",
-              "JS: Jensen-Shannon distance between the samples' k-mer spectrum and the class's real test sequences.", ""]
+              "JS: Jensen-Shannon distance between the samples' k-mer spectrum and the class's real test sequences.",
+              "Discriminator AUROC: how well a k-mer logistic regression tells the samples from windows of the class's "
+              "real test sequences, held out (0.5: indistinguishable; - where there are too few).", ""]
     return "\n".join(lines)
+
+
+def _auroc(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def evaluate(
