@@ -82,6 +82,15 @@ def test_a_udlm_model_samples_with_its_sampler_and_refuses_the_masked_ones():
                                                  "first-hitting reverses masking: sample it with --sampler udlm"):
         model.sample(make_sampler("first-hitting"), num=1, length=20, seed=0, batch_size=1)
     assert model.score(np.array(BASE_IDS * 10, dtype=np.uint8), mc=2, seed=0).tokens == 40
+    known_bases = ("a uniform-state diffusion model cannot condition exactly on known bases \\(under uniform noise "
+                   "every position of z_t is noisy\\); use a masked-diffusion \\(mdlm\\) model")
+    with pytest.raises(ValueError, match=f"--prompt: {known_bases}"):
+        model.sample(make_sampler("udlm"), num=1, length=20, seed=0, batch_size=1, prompt=np.array(BASE_IDS))
+    with pytest.raises(ModelMismatchError, match=f"infill: {known_bases}"):
+        model.infill(np.array(BASE_IDS * 2), np.ones(8, bool), make_sampler("udlm"), seed=0)
+    with pytest.raises(ValueError, match="--length 40: a uniform-state diffusion model samples at most the model's "
+                                         "context \\(32\\) for now"):
+        model.sample(make_sampler("udlm"), num=1, length=40, seed=0, batch_size=1)
 
 
 def test_a_class_conditional_udlm_model_samples_a_class_with_classifier_free_guidance():

@@ -18,6 +18,12 @@ from ..diffusion.stopping import StopRule
 from .diffusion_model import DiffusionModel
 from .handle import Conditioning, ModelMismatchError, WithoutVariantScores, cut
 
+# Why prompts and infilling are refused: a masked z_t shows known bases as they are, so conditioning on them is
+# exact; under uniform noise every position of z_t is noisy, and clamping known bases (or re-noising them each
+# step) only approximates p(x | known bases).
+KNOWN_BASES = ("a uniform-state diffusion model cannot condition exactly on known bases (under uniform noise every "
+               "position of z_t is noisy); use a masked-diffusion (mdlm) model")
+
 
 class UniformDiffusionModel(WithoutVariantScores, DiffusionModel):
     kind: ClassVar[str] = "udlm"
@@ -32,6 +38,8 @@ class UniformDiffusionModel(WithoutVariantScores, DiffusionModel):
         if sampler.process != "uniform":
             raise ModelMismatchError(f"{self.source} holds a uniform-state diffusion (udlm) model; --sampler "
                                      f"{sampler.name} reverses masking: sample it with --sampler udlm")
+        if prompt is not None:
+            raise ValueError(f"--prompt: {KNOWN_BASES}")
         self.check_one_window(prompt, length, "a uniform-state diffusion model")
         return cut(self.sample_chain(self.network.engine, self.reverse_step(condition), sampler.steps, num=num,
                                      length=length, seed=seed, batch_size=batch_size, progress=progress), stop)
@@ -49,5 +57,4 @@ class UniformDiffusionModel(WithoutVariantScores, DiffusionModel):
                                     condition.weight)
 
     def infill(self, tokens: np.ndarray, fill: np.ndarray, sampler: Sampler, seed: int) -> SampleOutput:
-        raise ModelMismatchError(f"{self.source} holds a uniform-state diffusion model; infill needs a "
-                                 f"masked-diffusion (mdlm) model for now")
+        raise ModelMismatchError(f"{self.source} holds a uniform-state diffusion model; infill: {KNOWN_BASES}")
