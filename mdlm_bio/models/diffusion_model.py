@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -21,10 +21,7 @@ from ..diffusion.stopping import StopRule
 from ..dna.generate import score_sequence
 from ..dna.variants import nelbo_difference, snv_log_ratios
 from ..likelihood import Estimate, Nll
-from .handle import Conditioning, Model, cut
-
-if TYPE_CHECKING:
-    from ..training.noisy_classifier import NoisyInputClassifier
+from .handle import Conditioning, GuideClassifier, Model, cut
 
 
 class DiffusionModel(Model):
@@ -39,7 +36,7 @@ class DiffusionModel(Model):
         return bool(getattr(self.network.backbone, "rcps", False))
 
     def conditioning(self, class_label: str | None, guidance: float | None,
-                     classifier: NoisyInputClassifier | None = None, first_order: bool = False) -> Conditioning:
+                     classifier: GuideClassifier | None = None, first_order: bool = False) -> Conditioning:
         if class_label is None:
             if guidance is not None or classifier is not None:
                 raise ValueError("--guidance needs --class: guidance steers toward a class")

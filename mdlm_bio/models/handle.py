@@ -13,7 +13,7 @@ import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -31,11 +31,19 @@ from .spec import ModelSpec
 
 if TYPE_CHECKING:
     from ..diffusion.chain_guidance import NoisyClassifier
-    from ..training.noisy_classifier import NoisyInputClassifier
 
 
 class ModelMismatchError(CheckpointError):
     """A model this command cannot use: another track's, or a kind that cannot do what was asked."""
+
+
+class GuideClassifier(Protocol):
+    """A noisy-input classifier as a model asks for it (training/noisy_classifier.py makes one): its class names,
+    and itself as guidance of a generator with a given engine (refusing another process's)."""
+
+    classes: list[str]
+
+    def reading(self, engine: Any) -> NoisyClassifier: ...
 
 
 @dataclass(frozen=True)
@@ -126,7 +134,7 @@ class Model(ABC):
                        "--ignore-memory-limit")
 
     def conditioning(self, class_label: str | None, guidance: float | None,
-                     classifier: NoisyInputClassifier | None = None, first_order: bool = False) -> Conditioning:
+                     classifier: GuideClassifier | None = None, first_order: bool = False) -> Conditioning:
         """The conditioning `--class` and the guidance weight ask for (both None: the model's unconditional
         samples), classifier-free or, with a noisy-input `classifier`, classifier-based; only diffusion models
         (masked or uniform-state) have any other."""
