@@ -86,9 +86,9 @@ def train_classifiers(out: Path, epochs: int) -> None:
             main(["train-classifier", "--generator", str(out / process), "--run-dir", str(out / f"noisy-{process}"),
                   f"epochs={epochs}", "model.overrides.n_layer=2", "trainer.enable_progress_bar=false"])
     if not list((out / "oracle").glob("**/best.ckpt")):
-        main(["finetune", "genomic-benchmarks", "--preset", "genomic-benchmarks-tiny", "--data-dir", str(out / "data"),
-              "--datasets", DATASET, "--seeds", "1", "--run-dir", str(out / "oracle"), f"epochs={epochs}",
-              "trainer.enable_progress_bar=false"])
+        main(["finetune", "genomic-benchmarks", f"epochs={epochs}", "trainer.enable_progress_bar=false", "--preset",
+              "genomic-benchmarks-tiny", "--data-dir", str(out / "data"), "--datasets", DATASET, "--seeds", "1",
+              "--run-dir", str(out / "oracle")])
 
 
 def evaluate(out: Path, weights: list[float], num: int, sampling_steps: int) -> list[dict[str, Any]]:

@@ -317,3 +317,12 @@ def conjoined_features(model: Caduceus, tokens: Tensor, t: Tensor | None = None)
         raise ValueError("conjoining both strands needs the model's complement_map")
     features_rc = model.features(reverse_complement_tokens(tokens, model.complement_map), t)
     return (model.features(tokens, t) + features_rc.flip(1)) / 2
+
+
+def strand_features(model: Caduceus, tokens: Tensor, conjoin: bool) -> Tensor:
+    """Per-position embeddings [B, L, D] of the forward strand, or (`conjoin`) averaged with the reverse-complement
+    strand's, aligned to forward positions. Caduceus-PS holds both strands in its hidden state (the second half is
+    the other strand's view, channels flipped), so it needs no second pass; other models run the other strand."""
+    if model.rcps:
+        return model.features(tokens) if conjoin else model.hidden_states(tokens)[..., : model.d_model]
+    return conjoined_features(model, tokens) if conjoin else model.features(tokens)

@@ -217,6 +217,29 @@ def score_variants(parser: argparse.ArgumentParser) -> None:
     add_memory_option(parser)
 
 
+def embed(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("fasta", type=Path, nargs="?", default=None, help="FASTA file ('-' for standard input); or "
+                        "give --bed and --reference")
+    parser.add_argument("--bed", type=Path, default=None, help="intervals to embed, 'chrom start end [name]' "
+                        "(0-based, end exclusive), read from --reference")
+    parser.add_argument("--reference", type=Path, default=None, help="the genome of --bed: FASTA, plain or bgzip "
+                        "(indexed next to it on first use)")
+    parser.add_argument("--ckpt", required=True, help=CKPT_HELP)
+    add_device(parser)
+    parser.add_argument("--out", type=Path, default=Path("embeddings.npz"), help="numpy .npz: ids, lengths, "
+                        "embeddings [N, D] (mean over positions), strand, model; with --per-position also "
+                        "per_position [sum of lengths, D] and offsets [N + 1] (default: embeddings.npz)")
+    parser.add_argument("--per-position", action="store_true", help="also keep every position's embedding")
+    parser.add_argument("--conjoin", action="store_true", help="average each position over both strands (for "
+                        "Caduceus-PS from its own reverse-complement half; for other models by a second pass on the "
+                        "other strand), so a sequence and its reverse complement embed alike (default: forward "
+                        "strand)")
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="sequences of one length embedded at "
+                        "once (default: 16)")
+    add_trust_option(parser)
+    add_memory_option(parser)
+
+
 def report(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("generated", type=Path)
     parser.add_argument("--reference", type=Path, required=True)
@@ -250,6 +273,8 @@ VERBS = {
     "score": Verb("score:score", "NELBO, bits per base and perplexity of each FASTA record, as TSV", score),
     "score-variants": Verb("score_variants:score_variants", "zero-shot scores of a VCF's variants, as VCF (INFO) and "
                            "TSV", score_variants),
+    "embed": Verb("embed:embed", "per-sequence (and per-position) embeddings of FASTA records or BED intervals, as "
+                  ".npz", embed),
     "report": Verb("report:report", "k-mer spectra, GC and diversity of generated DNA vs a reference", report),
     "describe": Verb("report:describe", "build a backbone preset and print its parameter counts", describe),
 }

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,15 +33,7 @@ def read_regions(path: str | Path, lengths: dict[str, int]) -> dict[str, np.ndar
     """One boolean mask per record (all False where no region is listed); errors name the file and line.
     `path` may be '-' (standard input) or a pipe."""
     masks = {name: np.zeros(length, dtype=bool) for name, length in lengths.items()}
-    with open_input(path, "BED file") as stream:
-        try:
-            lines = io.TextIOWrapper(stream, encoding="utf-8-sig").read().splitlines()
-        except UnicodeDecodeError:
-            raise RegionError(f"{path}: not a text BED file") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip() or line.startswith(("#", "track", "browser")):
-            continue
-        fields = line.split("\t") if "\t" in line else line.split()
+    for number, line, fields in _bed_lines(path):
         if len(fields) < 3:
             raise RegionError(f"{path}:{number}: expected 'record start end', got {line!r}")
         name = fields[0]
@@ -65,3 +58,39 @@ def n_runs(tokens: np.ndarray, min_length: int = 1) -> np.ndarray:
         if end - start >= min_length:
             mask[start:end] = True
     return mask
+
+
+@dataclass(frozen=True)
+class NamedInterval:
+    """[start, end) on `chrom`, 0-based, with the BED name column or, without one, chrom:start-end."""
+
+    chrom: str
+    start: int
+    end: int
+    name: str
+
+
+def read_bed_intervals(path: str | Path) -> list[NamedInterval]:
+    """The intervals of a BED file with 3 or more columns (chrom start end [name ...]); blank, '#', 'track' and
+    'browser' lines are skipped; errors name the file and line."""
+    intervals = []
+    for number, line, fields in _bed_lines(path):
+        if len(fields) < 3 or not (fields[1].isdigit() and fields[2].isdigit()) or int(fields[2]) <= int(fields[1]):
+            raise RegionError(f"{path}, line {number}: expected 'chrom start end [name]' with 0 <= start < end, "
+                              f"found {line.strip()!r}")
+        chrom, start, end = fields[0], int(fields[1]), int(fields[2])
+        name = fields[3] if len(fields) > 3 and fields[3] else f"{chrom}:{start}-{end}"
+        intervals.append(NamedInterval(chrom, start, end, name))
+    return intervals
+
+
+def _bed_lines(path: str | Path) -> Iterator[tuple[int, str, list[str]]]:
+    """(line number, line, fields) of a BED file's region lines; `path` may be '-' (standard input) or a pipe."""
+    with open_input(path, "BED file") as stream:
+        try:
+            lines = io.TextIOWrapper(stream, encoding="utf-8-sig").read().splitlines()
+        except UnicodeDecodeError:
+            raise RegionError(f"{path}: not a text BED file") from None
+    for number, line in enumerate(lines, start=1):
+        if line.strip() and not line.startswith(("#", "track", "browser")):
+            yield number, line, line.split("\t") if "\t" in line else line.split()

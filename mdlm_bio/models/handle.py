@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..backbones.caduceus import Caduceus, strand_features
 from ..diffusion.denoiser import SampleOutput
 from ..diffusion.process import make_generator
 from ..diffusion.sampler import Sampler
@@ -142,6 +143,18 @@ class Model(ABC):
             raise ValueError(f"--class and --guidance need a class-conditional diffusion model; this one is "
                              f"{self.kind_name}")
         return Conditioning()
+
+    @torch.no_grad()
+    def embed(self, tokens: np.ndarray, conjoin: bool) -> np.ndarray:
+        """Per-position embeddings [B, L, D] (float32) of clean sequences [B, L] of one length (no padding, which a
+        bidirectional model would read): the backbone's final normed features, forward strand or both strands
+        averaged (`conjoin`). Every DNA kind has them; the text DiT refuses."""
+        backbone = self.network.backbone
+        if not isinstance(backbone, Caduceus):
+            raise ModelMismatchError(f"{self.source}: embed reads a DNA backbone's features (caduceus); this model's "
+                                     f"backbone is {self.spec.backbone.get('architecture')}")
+        ids = torch.as_tensor(np.asarray(tokens, dtype=np.int64), device=self.device)
+        return strand_features(backbone, ids, conjoin).float().cpu().numpy()
 
     def require_masked_sampler(self, sampler: Sampler) -> None:
         """A masked-diffusion kind refuses a sampler of another process, naming the one it needs."""
