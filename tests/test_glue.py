@@ -101,10 +101,10 @@ def test_bad_glue_input_is_named(masked_lm, glue_dir, tmp_path, capsys):
     write_table(broken / "rte" / "train.jsonl", [{"sentence1": "a", "label": 0}])
     cases = [
         (glue_args(masked_lm, broken, tmp_path / "r1", "rte"),
-         f"{broken / 'rte' / 'train.jsonl'}: no ['sentence2'] column(s); a rte table has "
+         f"{broken / 'rte' / 'train.jsonl'}: no ['sentence2'] column(s); the table needs "
          f"['sentence1', 'sentence2', 'label']"),
         (glue_args(masked_lm, glue_dir, tmp_path / "r2", "cola"),
-         f"no train table for cola in {glue_dir / 'cola'}"),
+         f"no train table in {glue_dir / 'cola'}"),
         (glue_args(masked_lm, glue_dir, tmp_path / "r3", "squad"),
          "unknown GLUE task(s) ['squad']; choose from ['mnli', 'qqp', 'qnli', 'sst2', 'cola', 'stsb', 'mrpc', 'rte']"),
         (["finetune", "glue", "--data-dir", str(glue_dir), "--run-dir", str(tmp_path / "r4")],

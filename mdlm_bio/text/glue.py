@@ -15,9 +15,8 @@ from typing import Any
 import datasets
 from omegaconf import OmegaConf
 
+from ..tables import find_table, read_table
 from .tokenizer import TextTokenizer
-
-LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
 
 
 @dataclass(frozen=True)
@@ -65,17 +64,7 @@ def load_split(task: GlueTask, split: str, data_dir: Path | None) -> datasets.Da
     """One split of a task: the hub's, or `data_dir/TASK/SPLIT.*` (checked for the task's fields and labels)."""
     if data_dir is None:
         return datasets.load_dataset(glue_settings()["dataset"], task.name, split=split)
-    found = [path for path in sorted((data_dir / task.name).glob(f"{split}.*")) if path.suffix in LOCAL_FORMATS]
-    if not found:
-        raise FileNotFoundError(f"no {split} table for {task.name} in {data_dir / task.name} (looked for "
-                                f"{split}{{{','.join(LOCAL_FORMATS)}}})")
-    path = found[0]
-    options = {"delimiter": "\t"} if path.suffix == ".tsv" else {}
-    table = datasets.load_dataset(LOCAL_FORMATS[path.suffix], data_files={split: str(path)}, split=split, **options)
-    missing = [field for field in (*task.inputs, "label") if field not in table.column_names]
-    if missing:
-        raise ValueError(f"{path}: no {missing} column(s); a {task.name} table has {[*task.inputs, 'label']}")
-    return table
+    return read_table(find_table(data_dir / task.name, split), split, (*task.inputs, "label"))
 
 
 def encode(table: datasets.Dataset, task: GlueTask, tokenizer: TextTokenizer, max_length: int) -> datasets.Dataset:
