@@ -104,7 +104,7 @@ def evaluate(out: Path, weights: list[float], num: int, sampling_steps: int) -> 
                   "--steps", str(sampling_steps), "--num", str(num), "--length", str(WINDOW), "--out-dir",
                   str(eval_dir)])
         summary = json.loads((eval_dir / "summary.json").read_text())
-        rows += [{"method": name, **row} for row in summary["rows"]]
+        rows += [{**row, "method": name} for row in summary["rows"]]
     return rows
 
 
