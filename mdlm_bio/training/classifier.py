@@ -21,6 +21,8 @@ from ..models.checkpoint_format import read_checkpoint
 from .data.labelled import random_reverse_complement
 from .module import fine_tuning_schedule, seeded_generator
 
+NOISE_STREAM = 1  # the noise a noisy-input classifier trains on is drawn apart from the strand coin flips
+
 
 class NotAClassifierBackbone(ValueError):
     """A backbone without per-position DNA features (e.g. the text DiT)."""
@@ -78,8 +80,8 @@ class SequenceClassifier(L.LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         generator = seeded_generator([self.config["seed"], self.global_step])
         batch = random_reverse_complement(batch, self.config["data"]["rc_augment"], generator)
-        inputs, level = self.model_inputs(batch["tokens"], seeded_generator([self.config["seed"], self.global_step],
-                                                                            batch["tokens"].device))
+        noise = seeded_generator([self.config["seed"], self.global_step, NOISE_STREAM], batch["tokens"].device)
+        inputs, level = self.model_inputs(batch["tokens"], noise)
         logits = self(inputs, batch["attention_mask"], noise_level=level)
         loss = nn.functional.cross_entropy(logits, batch["labels"])
         self.log("train/loss", loss, prog_bar=True)
