@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     import datasets
+
+Task = TypeVar("Task")
 
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
 
@@ -31,3 +34,13 @@ def read_table(path: Path, split: str, columns: tuple[str, ...]) -> datasets.Dat
     if missing:
         raise ValueError(f"{path}: no {missing} column(s); the table needs {list(columns)}")
     return table
+
+
+def select_named(names: list[str] | None, tasks: Mapping[str, Task], suite: str) -> list[Task]:
+    """`None` or `all`: every task of a suite, in its order; otherwise the named ones, each known, each once."""
+    if not names or names == ["all"]:
+        return list(tasks.values())
+    unknown = [name for name in names if name not in tasks]
+    if unknown:
+        raise ValueError(f"unknown {suite} task(s) {unknown}; choose from {list(tasks)}")
+    return [tasks[name] for name in dict.fromkeys(names)]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
-from ..tables import find_table, read_table
+from ..tables import find_table, read_table, select_named
 from .benchmarks import LabelledSequences
 from .fasta import read_fasta
 from .tokenizer import encode
@@ -51,13 +51,7 @@ def nt_tasks() -> dict[str, NtTask]:
 
 def select_nt_tasks(names: list[str] | None) -> list[NtTask]:
     """`None` or `all`: the 18 tasks; otherwise the named ones, each known."""
-    tasks = nt_tasks()
-    if not names or names == ["all"]:
-        return list(tasks.values())
-    unknown = [name for name in names if name not in tasks]
-    if unknown:
-        raise ValueError(f"unknown Nucleotide Transformer task(s) {unknown}; choose from {list(tasks)}")
-    return [tasks[name] for name in dict.fromkeys(names)]
+    return select_named(names, nt_tasks(), "Nucleotide Transformer")
 
 
 def read_task_split(task: NtTask, split: str, data_dir: Path | None) -> LabelledSequences:

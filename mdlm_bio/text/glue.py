@@ -15,7 +15,7 @@ from typing import Any
 import datasets
 from omegaconf import OmegaConf
 
-from ..tables import find_table, read_table
+from ..tables import find_table, read_table, select_named
 from .tokenizer import TextTokenizer
 
 
@@ -51,13 +51,7 @@ def glue_tasks() -> dict[str, GlueTask]:
 
 def select_tasks(names: list[str] | None) -> list[GlueTask]:
     """`None` or `all`: the eight tasks; otherwise the named ones, each known."""
-    tasks = glue_tasks()
-    if not names or names == ["all"]:
-        return list(tasks.values())
-    unknown = [name for name in names if name not in tasks]
-    if unknown:
-        raise ValueError(f"unknown GLUE task(s) {unknown}; choose from {list(tasks)}")
-    return [tasks[name] for name in dict.fromkeys(names)]
+    return select_named(names, glue_tasks(), "GLUE")
 
 
 def load_split(task: GlueTask, split: str, data_dir: Path | None) -> datasets.Dataset:
