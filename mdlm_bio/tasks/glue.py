@@ -22,10 +22,10 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
+from ..classification_metrics import scores
 from ..locks import exclusive_on_rank_zero
 from ..models import load_model
 from ..text.glue import GlueTask, encode, load_split, select_tasks
-from ..text.glue_metrics import scores
 from ..text.tokenizer import TextTokenizer, load_tokenizer
 from ..training.callbacks import StopOnNonFinite
 from ..training.config import check_same_settings, save_config, to_plain

@@ -1,4 +1,5 @@
-"""GLUE's metrics, computed in numpy by the package, against scikit-learn and scipy on known and random predictions."""
+"""The benchmarks' metrics, computed in numpy by the package, against scikit-learn and scipy on known and random
+predictions."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from mdlm_bio.text.glue_metrics import average_ranks, scores
+from mdlm_bio.classification_metrics import average_ranks, scores
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -19,6 +20,16 @@ def test_classification_metrics_match_scikit_learn(seed):
     assert got["accuracy"] == pytest.approx(100 * accuracy_score(labels, predictions))
     assert got["f1"] == pytest.approx(100 * f1_score(labels, predictions))
     assert got["matthews"] == pytest.approx(100 * matthews_corrcoef(labels, predictions))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_matthews_correlation_of_three_classes_matches_scikit_learn(seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, 300)
+    predictions = np.where(rng.random(300) < 0.6, labels, rng.integers(0, 3, 300))
+    assert scores(["matthews"], predictions, labels)["matthews"] == pytest.approx(
+        100 * matthews_corrcoef(labels, predictions))
+    assert scores(["matthews"], np.full(300, 2), labels)["matthews"] == 0.0  # a constant prediction
 
 
 def test_known_values_and_degenerate_cases():
@@ -41,7 +52,7 @@ def test_correlations_match_scipy_with_ties(seed):
 
 
 def test_bad_requests_are_errors():
-    with pytest.raises(ValueError, match=r"unknown GLUE metric\(s\) \['auc'\]"):
+    with pytest.raises(ValueError, match=r"unknown metric\(s\) \['auc'\]"):
         scores(["auc"], np.array([1]), np.array([1]))
     with pytest.raises(ValueError, match=r"need as many predictions as labels, at least one \(2 vs 3\)"):
         scores(["accuracy"], np.array([1, 0]), np.array([1, 0, 1]))

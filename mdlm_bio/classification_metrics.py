@@ -1,6 +1,7 @@
-"""GLUE's published metrics, computed here in numpy: accuracy; F1 of the positive class (MRPC, QQP); Matthews
-correlation (CoLA); Pearson and Spearman correlation (STS-B, Spearman with average ranks for ties). Each is
-checked against scikit-learn and scipy in the tests; none needs them at run time."""
+"""The metrics benchmark tables publish, computed here in numpy: accuracy; F1 of the positive class (GLUE's MRPC and
+QQP, the Nucleotide Transformer's promoter and splice-site tasks); Matthews correlation, for two classes or more
+(CoLA, the NT histone and enhancer tasks); Pearson and Spearman correlation (STS-B, Spearman with average ranks for
+ties). Each is checked against scikit-learn and scipy in the tests; none needs them at run time."""
 
 from __future__ import annotations
 
@@ -21,13 +22,15 @@ def f1(predictions: np.ndarray, labels: np.ndarray) -> float:
 
 
 def matthews(predictions: np.ndarray, labels: np.ndarray) -> float:
-    """Matthews correlation of two binary labelings; 0 where either is constant (as scikit-learn defines it)."""
-    tp = float(np.sum((predictions == 1) & (labels == 1)))
-    tn = float(np.sum((predictions == 0) & (labels == 0)))
-    fp = float(np.sum((predictions == 1) & (labels == 0)))
-    fn = float(np.sum((predictions == 0) & (labels == 1)))
-    denominator = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
-    return 0.0 if denominator == 0 else float((tp * tn - fp * fn) / denominator)
+    """Matthews correlation over any number of classes (scikit-learn's multiclass definition, the binary one for
+    two): (c s - t . p) / sqrt((s^2 - p . p)(s^2 - t . t)) with t and p the true and predicted class counts, c the
+    correct ones and s all; 0 where either labeling is constant."""
+    classes = np.union1d(predictions, labels)
+    confusion = np.zeros((len(classes), len(classes)))
+    np.add.at(confusion, (np.searchsorted(classes, labels), np.searchsorted(classes, predictions)), 1)
+    true, predicted, correct, total = confusion.sum(1), confusion.sum(0), np.trace(confusion), confusion.sum()
+    denominator = np.sqrt((total**2 - predicted @ predicted) * (total**2 - true @ true))
+    return 0.0 if denominator == 0 else float((correct * total - true @ predicted) / denominator)
 
 
 def pearson(predictions: np.ndarray, labels: np.ndarray) -> float:
@@ -61,7 +64,7 @@ def scores(names: Sequence[str], predictions: np.ndarray, labels: np.ndarray) ->
     """Each named metric of `predictions` against `labels`, in percent as GLUE tables print them."""
     unknown = [name for name in names if name not in METRICS]
     if unknown:
-        raise ValueError(f"unknown GLUE metric(s) {unknown}; known: {sorted(METRICS)}")
+        raise ValueError(f"unknown metric(s) {unknown}; known: {sorted(METRICS)}")
     if len(predictions) != len(labels) or not len(labels):
         raise ValueError(f"need as many predictions as labels, at least one ({len(predictions)} vs {len(labels)})")
     return {name: 100 * METRICS[name](np.asarray(predictions), np.asarray(labels)) for name in names}
