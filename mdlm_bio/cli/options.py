@@ -101,4 +101,5 @@ def add_guidance_options(parser: argparse.ArgumentParser, several_weights: bool)
     parser.add_argument("--noisy-classifier", type=Path, default=None, metavar="CKPT", help="cbg: the noisy-input "
                         "classifier (from mdlm-bio train-classifier: its best.ckpt or its run folder)")
     parser.add_argument("--first-order", action="store_true", help="cbg: score every single-base change from one "
-                        "gradient of the classifier, instead of one classifier call per change (for long sequences)")
+                        "gradient of the classifier instead of one classifier call per change: far cheaper, but it can "
+                        "steer much less than the exact scores (README)")
