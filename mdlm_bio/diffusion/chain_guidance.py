@@ -69,8 +69,8 @@ def change_scores(chain: StateChain, classifier: NoisyClassifier, z: Tensor, t: 
     """log p(label | z with position l set to state v) [B, L, N] at every position a step may change (0 at the
     others, whose step keeps their state whatever the scores): one classifier row per such position and state other
     than its own, plus one per sequence for z itself (every position's own state)."""
-    n, length = chain.num_states, z.shape[1]
-    rows, columns = chain.movable(z).nonzero(as_tuple=True)
+    n, length, movable = chain.num_states, z.shape[1], chain.movable(z)
+    rows, columns = movable.nonzero(as_tuple=True)
     others = (z[rows, columns, None] + torch.arange(1, n, device=z.device)) % n  # [M, N - 1]
     variants = z[rows].repeat_interleave(n - 1, dim=0)  # [M (N - 1), L]
     variants[torch.arange(len(variants), device=z.device), columns.repeat_interleave(n - 1)] = others.flatten()
@@ -81,7 +81,7 @@ def change_scores(chain: StateChain, classifier: NoisyClassifier, z: Tensor, t: 
                           for start in range(0, len(inputs), chunk)]).to(torch.float64)
     scores = flat[: len(z), None, None].repeat(1, length, n)
     scores[rows[:, None], columns[:, None], others] = flat[len(z) :].view(len(rows), n - 1)
-    return torch.where(chain.movable(z)[..., None], scores, 0.0)
+    return torch.where(movable[..., None], scores, 0.0)
 
 
 def first_order_change_scores(chain: StateChain, classifier: NoisyClassifier, z: Tensor, t: Tensor,

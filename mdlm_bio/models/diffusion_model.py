@@ -77,12 +77,15 @@ class DiffusionModel(Model):
             raise ValueError(f"--guidance cbg draws MDLM's ancestral steps (--sampler ancestral, uniform grid, no "
                              f"cache, remasking or top-p), not {sampler.describe()}")
         self.check_one_window(prompt, length, "classifier-based guidance")
-        network = self.network
-        chain = MaskedChain(network.engine.schedule, self.mask_id, network.output_states)
-        step = classifier_based_step(chain, network.sampling_denoiser(None),
-                                     condition.guide, condition.label, condition.weight, condition.first_order)
-        return self.sample_chain(chain, step, sampler.steps, num=num, length=length, seed=seed,
-                                 batch_size=batch_size, progress=progress)
+        chain = MaskedChain(self.network.engine.schedule, self.mask_id, self.network.output_states)
+        return self.sample_chain(chain, self.classifier_guided_step(chain, condition), sampler.steps, num=num,
+                                 length=length, seed=seed, batch_size=batch_size, progress=progress)
+
+    def classifier_guided_step(self, chain: StateChain, condition: Conditioning) -> ReverseStep:
+        """D-CBG of `chain`'s reverse step by the condition's noisy-input classifier, guiding the unconditional
+        model (a conditional one's null label)."""
+        return classifier_based_step(chain, self.network.sampling_denoiser(None), condition.guide, condition.label,
+                                     condition.weight, condition.first_order)
 
     def check_one_window(self, prompt: np.ndarray | None, length: int, what: str) -> None:
         """Sampling by a reverse chain starts from noise and fills one window: no prompt, no longer samples."""

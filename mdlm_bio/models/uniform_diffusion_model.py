@@ -10,7 +10,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from ..diffusion.chain_guidance import classifier_based_step, classifier_free_step
+from ..diffusion.chain_guidance import classifier_free_step
 from ..diffusion.denoiser import SampleOutput
 from ..diffusion.reverse_chain import ReverseStep
 from ..diffusion.sampler import Sampler
@@ -49,8 +49,7 @@ class UniformDiffusionModel(WithoutVariantScores, DiffusionModel):
         log-probabilities), or D-CBG with a noisy-input classifier (guiding the unconditional model)."""
         engine, network = self.network.engine, self.network
         if condition.guide is not None:
-            return classifier_based_step(engine, network.sampling_denoiser(None), condition.guide, condition.label,
-                                         condition.weight, condition.first_order)
+            return self.classifier_guided_step(engine, condition)
         if condition.label is None or condition.weight == 1.0:
             return engine.model_step(network.sampling_denoiser(condition.label))
         return classifier_free_step(engine, network.sampling_denoiser(condition.label), network.sampling_denoiser(None),
