@@ -21,7 +21,7 @@ def write_rows(path: Path, rows: list[dict]) -> None:
 def test_the_task_table_has_the_18_tasks_their_metrics_and_the_published_columns():
     tasks = nt_tasks()
     assert len(tasks) == 18 and tasks["splice_sites_all"].metric == "accuracy"
-    assert {task.metric for task in tasks.values()} == {"mcc", "f1", "accuracy"}
+    assert {task.metric for task in tasks.values()} == {"matthews", "f1", "accuracy"}
     assert tasks["enhancers_types"].class_names == ("0", "1", "2") and tasks["H3"].max_length == 500
     results = nt_settings()["results"]
     assert results["H3"]["Caduceus-Ph"] == [0.815, 0.048] and results["H3K4me3"]["NT-v2"] == [0.410, 0.033]

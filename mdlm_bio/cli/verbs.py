@@ -56,21 +56,23 @@ def data(parser: argparse.ArgumentParser) -> None:
 
 
 def finetune(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("benchmark", choices=["genomic-benchmarks", "glue"])
+    parser.add_argument("benchmark", choices=["genomic-benchmarks", "nucleotide-transformer", "glue"])
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. optim.lr=1e-3 epochs=5")
     parser.add_argument("--datasets", nargs="+", default=None, help="Genomic Benchmarks datasets (default: all 8, "
-                        "plus drosophila_enhancers_stark if present; any folder of --data-dir in the same layout) or "
-                        "GLUE tasks (default: all 8: mnli qqp qnli sst2 cola stsb mrpc rte)")
+                        "plus drosophila_enhancers_stark if present; any folder of --data-dir in the same layout), "
+                        "Nucleotide Transformer tasks (default: all 18, H3 ... splice_sites_all) or GLUE tasks "
+                        "(default: all 8: mnli qqp qnli sst2 cola stsb mrpc rte)")
     parser.add_argument("--ckpt", default=None, help="start from an mdlm-bio run/.ckpt or a Caduceus checkpoint "
                         "(file or hf:kuleshov-group/...), default: from scratch; GLUE: a text model, hf:NAME or "
                         "a saved encoder folder or a text run (required)")
-    parser.add_argument("--seeds", type=positive_int, default=None, help="seeds per dataset or per task and "
-                        "learning rate (default: 5 for Genomic Benchmarks, the preset's 3 for GLUE)")
+    parser.add_argument("--seeds", type=positive_int, default=None, help="seeds per dataset, or per task and grid "
+                        "point (default: 5 for Genomic Benchmarks, the preset's: 10 for the Nucleotide Transformer "
+                        "tasks, each its own cross-validation fold, 3 for GLUE)")
     parser.add_argument("--preset", default=None, help="config in configs/finetune (default: the benchmark's; "
-                        "also genomic-benchmarks-tiny) or a .yaml")
+                        "also genomic-benchmarks-tiny, nucleotide-transformer-tiny) or a .yaml")
     parser.add_argument("--data-dir", type=Path, default=None, help="folder in the package's layout (default: "
-                        "~/.genomic_benchmarks); GLUE: local tables DIR/TASK/SPLIT.{jsonl,csv,tsv,parquet} "
-                        "instead of the hub")
+                        "~/.genomic_benchmarks); Nucleotide Transformer tasks and GLUE: local tables "
+                        "DIR/TASK/SPLIT.{jsonl,csv,tsv,parquet} (NT also FASTA with |LABEL names) instead of the hub")
     parser.add_argument("--no-download", action="store_true", help="fail instead of downloading missing datasets")
     parser.add_argument("--mirror", default=None, help="a URL serving files/<dataset>_v0.zip (default: Zenodo)")
     parser.add_argument("--run-dir", type=Path, default=None, help="where runs and results go (default: the preset's)")
@@ -257,8 +259,8 @@ VERBS = {
     "demo": Verb("demo:demo", "train a tiny Caduceus on the bundled C. elegans DNA, sample FASTA, report", demo),
     "train": Verb("train:train", "train a model from a preset in configs/train (demo, hg38, ...)", train),
     "data": Verb("train:data", "download and convert a genome (hg38) for training", data),
-    "finetune": Verb("finetune:finetune", "fine-tune classifiers on Genomic Benchmarks (seeds x datasets) or GLUE "
-                     "(tasks x learning rates x seeds)", finetune),
+    "finetune": Verb("finetune:finetune", "fine-tune classifiers on Genomic Benchmarks (seeds x datasets), the "
+                     "Nucleotide Transformer tasks or GLUE (tasks x grid x seeds)", finetune),
     "eval-ppl": Verb("text_perplexity:eval_ppl", "validation and zero-shot perplexity of a text model, per corpus",
                      eval_ppl),
     "eval-genppl": Verb("generative_perplexity:eval_genppl", "generative perplexity and entropy of a text model's "

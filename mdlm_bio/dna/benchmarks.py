@@ -144,3 +144,26 @@ def carve_validation(data: LabelledSequences, fraction: float, seed: int) -> tup
         valid += members[:cut].tolist()
         train += members[cut:].tolist()
     return data.subset(sorted(train)), data.subset(sorted(valid))
+
+
+def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """The fold (0 .. folds-1) of each example, for k-fold cross-validation: each class is shuffled with `seed` and
+    dealt round-robin, continuing where the previous class stopped, so every fold holds each class in proportion and
+    fold sizes differ by at most one."""
+    if not isinstance(folds, int) or folds < 2:
+        raise ValueError(f"cross-validation needs at least 2 folds, not {folds!r}")
+    if len(labels) < folds:
+        raise ValueError(f"{len(labels)} training examples cannot make {folds} folds")
+    rng = np.random.default_rng(seed)
+    assignment, dealt = np.empty(len(labels), dtype=np.int64), 0
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        assignment[members] = (dealt + np.arange(members.size)) % folds
+        dealt += members.size
+    return assignment
+
+
+def fold_split(data: LabelledSequences, fold: int, folds: int, seed: int) -> tuple[LabelledSequences, LabelledSequences]:
+    """(train, validation) of one cross-validation fold: the fold is the validation set, the other folds train."""
+    assignment = stratified_folds(data.labels, folds, seed)
+    return data.subset(np.flatnonzero(assignment != fold)), data.subset(np.flatnonzero(assignment == fold))

@@ -31,7 +31,7 @@ class NtTask:
     name: str
     classes: int
     max_length: int  # Caduceus's crop length for the task
-    metric: str  # mcc, f1 or accuracy
+    metric: str  # matthews, f1 or accuracy (names in classification_metrics.METRICS)
 
     @property
     def class_names(self) -> tuple[str, ...]:

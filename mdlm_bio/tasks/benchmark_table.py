@@ -52,7 +52,7 @@ def summarise(results: Sequence[SeedResult]) -> dict[str, dict[str, Any]]:
     return summary
 
 
-def _published_cell(value: Any) -> str:
+def published_cell(value: Any) -> str:
     if value is None:
         return "–"
     if isinstance(value, list):
@@ -69,7 +69,7 @@ def markdown_table(summary: dict[str, dict[str, Any]], published: dict[str, Any]
         cells = []
         for column in columns:
             paper, model = column["result"].split("/", 1)
-            cells.append(_published_cell(published["results"][paper][model].get(dataset)))
+            cells.append(published_cell(published["results"][paper][model].get(dataset)))
         lines.append("| " + " | ".join([dataset, ours, *cells]) + " |")
     notes = [f"- {paper}: {text}" for paper, text in published["sources"].items()]
     return "\n".join(

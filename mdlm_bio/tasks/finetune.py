@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +31,12 @@ from ..dna.benchmarks import (
     read_split,
     resolve_data_dir,
 )
+from ..dna.nt_tasks import HUB_DATASET as NT_HUB_DATASET
 from ..dna.tokenizer import BASE_IDS, COMPLEMENT_MAP
 from ..locks import exclusive_on_rank_zero
 from ..models import load_model
 from ..training.callbacks import StopOnNonFinite
-from ..training.classifier import SequenceClassifier
+from ..training.classifier import SequenceClassifier, logged_metric
 from ..training.config import check_same_settings, load_config, save_config, to_plain
 from ..training.data.labelled import LabelledDataModule
 from ..training.limits import check_training_memory
@@ -43,7 +44,8 @@ from ..training.terminal import quiet_lightning
 from ..training.trainer import build_trainer
 from .benchmark_table import SeedResult, write_results
 
-GLUE = "glue"
+GLUE, NUCLEOTIDE_TRANSFORMER = "glue", "nucleotide-transformer"
+HUB_BENCHMARKS = {GLUE: "nyu-mll/glue", NUCLEOTIDE_TRANSFORMER: NT_HUB_DATASET}  # read from the hub, not downloaded
 ClassifierFactory = Callable[[dict[str, Any], dict[str, Any], list[str]], SequenceClassifier]
 DEFAULT_SEEDS = 5  # Genomic Benchmarks' seeds per dataset, as Caduceus and MDLM report
 BEST_CHECKPOINT = "best.ckpt"
@@ -83,6 +85,45 @@ def max_length_of(config: DictConfig, dataset: str) -> int:
     return int(config.data.max_length_per_dataset.get(dataset, config.data.max_length))
 
 
+def build_classifier(plain: dict[str, Any], init: tuple[dict[str, Any], dict[str, Any]] | None, classes: list[str],
+                     make_classifier: ClassifierFactory) -> SequenceClassifier:
+    """The classifier of a run's config: the pretrained backbone's architecture and weights (`init`), or the preset
+    from scratch."""
+    module = make_classifier(plain, init[0] if init else scratch_backbone(plain["model"]), classes)
+    if init:
+        module.backbone.load_state_dict(init[1])
+    return module
+
+
+@dataclass(frozen=True)
+class FittedRun:
+    test_metrics: dict[str, float]
+    best_val_score: float
+    checkpoint: Path
+
+
+def fit_and_test(plain: dict[str, Any], run_dir: Path, module: SequenceClassifier, data: LabelledDataModule,
+                 ignore_memory_limit: bool) -> FittedRun:
+    """Train for the config's epochs, keep the checkpoint best on the classifier's validation metric, and score the
+    test split with it. A step that would not fit in the device's free memory is refused first, unless
+    `ignore_memory_limit`."""
+    checkpoints = run_dir / "checkpoints"
+    shutil.rmtree(checkpoints, ignore_errors=True)  # left by an interrupted attempt at this run: start over
+    best = ModelCheckpoint(dirpath=checkpoints, filename=BEST_CHECKPOINT.removesuffix(".ckpt"),
+                           monitor=logged_metric("val", module.metric), mode="max")
+    trainer = build_trainer(plain["trainer"], run_dir, [best, StopOnNonFinite()], [CSVLogger(run_dir, name="logs")],
+                            plain["optim"]["grad_clip"], max_epochs=plain["epochs"])
+    if not ignore_memory_limit:
+        check_training_memory(
+            module, trainer, data.batch_size, data.max_length,
+            lambda probe: nn.functional.cross_entropy(module(probe, torch.ones_like(probe)), probe.new_zeros(len(probe))),
+            token=BASE_IDS[0], extra_copies=0, smaller="lower data.batch_size or data.max_length")
+    trainer.fit(module, datamodule=data)
+    (metrics,) = trainer.test(module, datamodule=data, ckpt_path=best.best_model_path, verbose=False)
+    return FittedRun({name: float(value) for name, value in metrics.items()}, float(best.best_model_score),
+                     Path(best.best_model_path))
+
+
 def finetune_one(
     config: DictConfig,
     dataset: str,
@@ -94,35 +135,18 @@ def finetune_one(
     make_classifier: ClassifierFactory = SequenceClassifier,
 ) -> SeedResult:
     """Fine-tune on one (dataset, seed), keep the best-validation checkpoint, and score the test split with it.
-    A step that would not fit in the device's free memory is refused first, unless `ignore_memory_limit`.
     `make_classifier(config, backbone settings, classes)` builds the module (a noisy-input one for guidance)."""
     run_dir = Path(config.run_dir) / dataset / f"seed_{seed}"
     L.seed_everything(seed, workers=True, verbose=False)
     train, valid = carve_validation(train_all, config.data.valid_fraction, seed)
     plain = {**to_plain(config), "seed": seed}
-    architecture = init[0] if init else scratch_backbone(plain["model"])
-    module = make_classifier(plain, architecture, list(train_all.classes))
-    if init:
-        module.backbone.load_state_dict(init[1])
+    module = build_classifier(plain, init, list(train_all.classes), make_classifier)
     data = LabelledDataModule(
         train, valid, test, config.data.batch_size, max_length_of(config, dataset), seed, config.data.num_workers
     )
-    checkpoints = run_dir / "checkpoints"
-    shutil.rmtree(checkpoints, ignore_errors=True)  # left by an interrupted attempt at this seed: start over
-    best = ModelCheckpoint(dirpath=checkpoints, filename=BEST_CHECKPOINT.removesuffix(".ckpt"), monitor="val/acc", mode="max")
-    trainer = build_trainer(plain["trainer"], run_dir, [best, StopOnNonFinite()], [CSVLogger(run_dir, name="logs")],
-                            config.optim.grad_clip, max_epochs=config.epochs)
-    if not ignore_memory_limit:
-        check_training_memory(
-            module, trainer, config.data.batch_size, max_length_of(config, dataset),
-            lambda probe: nn.functional.cross_entropy(module(probe, torch.ones_like(probe)), probe.new_zeros(len(probe))),
-            token=BASE_IDS[0], extra_copies=0, smaller="lower data.batch_size or data.max_length")
-    trainer.fit(module, datamodule=data)
-    (metrics,) = trainer.test(module, datamodule=data, ckpt_path=best.best_model_path, verbose=False)
-    result = SeedResult(
-        dataset, seed, float(metrics["test/acc"]), float(best.best_model_score), len(train), len(valid), len(test),
-        str(best.best_model_path),
-    )
+    fitted = fit_and_test(plain, run_dir, module, data, ignore_memory_limit)
+    result = SeedResult(dataset, seed, fitted.test_metrics["test/acc"], fitted.best_val_score, len(train), len(valid),
+                        len(test), str(fitted.checkpoint))
     (run_dir / "result.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
     return result
 
@@ -167,22 +191,26 @@ def finetune(
     preset: str | None, data_dir: Path | None, no_download: bool, mirror: str | None, run_dir: Path | None,
     trust_checkpoint: bool, ignore_memory_limit: bool,
 ) -> None:
-    """`mdlm-bio finetune genomic-benchmarks` or `glue`: the sweep, then results.md/.json beside the published
-    numbers."""
+    """`mdlm-bio finetune genomic-benchmarks`, `nucleotide-transformer` or `glue`: the sweep, then results.md/.json
+    beside the published numbers."""
     options = {"data.data_dir": data_dir, "data.mirror": mirror, "run_dir": run_dir, "init_from": ckpt}
     settings = [f"{key}={value}" for key, value in options.items() if value is not None]
     if no_download:
         settings.append("data.download=false")
-    if benchmark == GLUE and (mirror or no_download):
-        raise ValueError("--mirror and --no-download are Genomic Benchmarks' options; GLUE is read from the hub "
-                         "(nyu-mll/glue) or from --data-dir")
+    if benchmark in HUB_BENCHMARKS and (mirror or no_download):
+        raise ValueError(f"--mirror and --no-download are Genomic Benchmarks' options; {benchmark} is read from the "
+                         f"hub ({HUB_BENCHMARKS[benchmark]}) or from --data-dir")
     config = load_config(preset or benchmark, [*settings, *overrides], kind="finetune")
+    title = ckpt or f"scratch {config.model.preset}"
     if benchmark == GLUE:
         from .glue import finetune as finetune_glue
 
         return finetune_glue(config, ckpt or str(config.init_from), datasets, seeds, trust_checkpoint)
+    if benchmark == NUCLEOTIDE_TRANSFORMER:
+        from .nucleotide_transformer import finetune as finetune_nt
+
+        return finetune_nt(config, title, datasets, seeds, trust_checkpoint, ignore_memory_limit)
     results = finetune_benchmarks(config, datasets, seeds or DEFAULT_SEEDS, trust_checkpoint, ignore_memory_limit)
-    title = ckpt or f"scratch {config.model.preset}"
     _, markdown = write_results(results, Path(config.run_dir), title)
     print(markdown.read_text())
     print(f"results in {Path(config.run_dir) / 'results.json'} and {markdown}")

@@ -16,16 +16,23 @@ from torch import Tensor, nn
 
 from ..backbones import build_backbone
 from ..backbones.caduceus import Caduceus, conjoined_features
+from ..classification_metrics import METRICS
 from ..errors import CheckpointError, first_line
 from ..models.checkpoint_format import read_checkpoint
 from .data.labelled import random_reverse_complement
 from .module import fine_tuning_schedule, seeded_generator
 
+ACCURACY = "accuracy"  # logged per batch as {stage}/acc; any other metric is scored over the epoch as {stage}/<metric>
 NOISE_STREAM = 1  # the noise a noisy-input classifier trains on is drawn apart from the strand coin flips
 
 
 class NotAClassifierBackbone(ValueError):
     """A backbone without per-position DNA features (e.g. the text DiT)."""
+
+
+def logged_metric(stage: str, metric: str) -> str:
+    """The name a SequenceClassifier logs a stage's metric under (val/acc, test/matthews, ...)."""
+    return f"{stage}/acc" if metric == ACCURACY else f"{stage}/{metric}"
 
 
 def mean_pool(features: Tensor, attention_mask: Tensor) -> Tensor:
@@ -44,7 +51,8 @@ def should_conjoin(setting: bool | str, backbone: Caduceus) -> bool:
 
 
 class SequenceClassifier(L.LightningModule):
-    """Backbone + mean pooling + linear head, trained with cross-entropy; logs loss and top-1 accuracy.
+    """Backbone + mean pooling + linear head, trained with cross-entropy; logs loss, top-1 accuracy and, where
+    `config["metric"]` names another (matthews, f1), that metric per validation and test epoch.
 
     `config` is the run's resolved fine-tuning config; `backbone_config` the architecture (stored in the
     checkpoint with the class names, so a checkpoint alone rebuilds the classifier).
@@ -60,6 +68,10 @@ class SequenceClassifier(L.LightningModule):
             )
         self.head = nn.Linear(self.backbone.d_model, len(classes))
         self.conjoin = should_conjoin(config["model"]["conjoin"], self.backbone)
+        self.metric = config.get("metric", ACCURACY)
+        if self.metric not in METRICS:
+            raise ValueError(f"metric must be one of {sorted(METRICS)}, not {self.metric!r}")
+        self._epoch_predictions: list[tuple[Tensor, Tensor]] = []
 
     def forward(self, tokens: Tensor, attention_mask: Tensor, conjoin: bool = False,
                 noise_level: Tensor | None = None) -> Tensor:
@@ -96,6 +108,31 @@ class SequenceClassifier(L.LightningModule):
         self.log(f"{stage}/loss", nn.functional.cross_entropy(logits, batch["labels"]), batch_size=size, sync_dist=True)
         accuracy = (logits.argmax(-1) == batch["labels"]).float().mean()
         self.log(f"{stage}/acc", accuracy, batch_size=size, prog_bar=True, sync_dist=True)
+        if self.metric != ACCURACY:
+            self._epoch_predictions.append((logits.argmax(-1), batch["labels"]))
+
+    def _log_epoch_metric(self, stage: str) -> None:
+        """The task's metric over the whole epoch's predictions (Matthews correlation and F1 are not means of
+        per-batch values), gathered from every process under DDP."""
+        if self.metric == ACCURACY or not self._epoch_predictions:
+            return
+        predictions, labels = (torch.cat(parts) for parts in zip(*self._epoch_predictions))
+        self._epoch_predictions = []
+        if self.trainer.world_size > 1:
+            predictions, labels = self.all_gather(predictions).flatten(), self.all_gather(labels).flatten()
+        value = METRICS[self.metric](predictions.cpu().numpy(), labels.cpu().numpy())
+        self.log(logged_metric(stage, self.metric), value, prog_bar=True)
+
+    def on_validation_epoch_start(self) -> None:
+        self._epoch_predictions = []
+
+    on_test_epoch_start = on_validation_epoch_start
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch_metric("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch_metric("test")
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val", batch_idx)

@@ -31,11 +31,14 @@ CHOICES = {
     },
     "finetune": {"optim.decay": ("cosine", "constant", "linear"), "model.conjoin": ("auto", True, False)},
     "finetune-glue": {"optim.decay": ("cosine", "constant", "linear"), "model.pooling": ("auto", "first", "mean")},
+    "finetune-nucleotide-transformer": {"optim.decay": ("cosine", "constant", "linear"),
+                                        "model.conjoin": ("auto", True, False)},
 }
 POSITIVE_INTEGERS = {
     "train": ("data.window", "data.batch_size", "trainer.max_steps", "checkpoint_every_n_steps"),
     "finetune": ("data.batch_size", "data.max_length", "epochs"),
     "finetune-glue": ("data.batch_size", "data.max_length", "epochs", "seeds"),
+    "finetune-nucleotide-transformer": ("epochs", "seeds", "data.folds"),
 }
 KIND_NAMES = {"train": "training", "finetune": "fine-tuning"}
 # Keys a labelled-sequence (genomic-benchmarks) training config needs besides the genome ones.
@@ -49,6 +52,7 @@ NULLABLE_TYPES: dict[str, type] = {
     "objective.discrete_steps": int, "optim.ema": float, "data.windows_per_epoch": int, "data.num_proc": int,
     "data.fasta": str, "data.tokenizer": str, "data.data_dir": str, "data.mirror": str, "init_from": str,
     "objective.block_size": int, "objective.clip": list, "objective.clip_search": list, "objective.mask_rate": float,
+    "data.max_length": int,
 }
 
 
@@ -135,8 +139,8 @@ def check_trainer_keys(trainer: DictConfig) -> None:
 
 def validate(config: DictConfig, kind: str = "train") -> None:
     check_trainer_keys(config.trainer)
-    if kind == "finetune" and config.get("benchmark") == "glue":  # a fine-tuning preset names its benchmark
-        kind = "finetune-glue"
+    if kind == "finetune" and f"finetune-{config.get('benchmark')}" in CHOICES:  # a preset may name its benchmark
+        kind = f"finetune-{config.benchmark}"
     for key, allowed in CHOICES[kind].items():
         value = OmegaConf.select(config, key)
         if value not in allowed:
