@@ -242,6 +242,27 @@ def embed(parser: argparse.ArgumentParser) -> None:
     add_memory_option(parser)
 
 
+def evaluate_eqtl(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ckpt", required=True, help=CKPT_HELP)
+    parser.add_argument("--reference", type=Path, required=True, help="hg38 FASTA, plain or bgzip (indexed next to it "
+                        "on first use), the genome the windows are cut from (mdlm-bio data hg38 fetches UCSC's)")
+    parser.add_argument("--variants", type=Path, default=None, help="the benchmark's table in its columns (CHROM, "
+                        "POS, ALT, label, tissue, distance_to_nearest_TSS, split), .csv/.tsv/.jsonl/.parquet "
+                        "(default: variant_effect_causal_eqtl/All_Tissues.csv from the hub, "
+                        "InstaDeepAI/genomics-long-range-benchmark)")
+    parser.add_argument("--window", type=positive_int, default=None, help="bases around each SNP (default: 131072, "
+                        "as Caduceus)")
+    parser.add_argument("--strands", choices=["auto", "forward", "conjoined"], default="auto", help="embed the "
+                        "forward strand or both averaged; auto: as published, both for an RC-equivariant model, "
+                        "else forward for training and both for test (default: auto)")
+    parser.add_argument("--out-dir", type=Path, default=Path("eqtl"), help="results.md/.json and the resumable "
+                        "features/ (default: eqtl)")
+    parser.add_argument("--batch-size", type=positive_int, default=4, help="windows embedded at once (default: 4)")
+    add_device(parser)
+    add_trust_option(parser)
+    add_memory_option(parser)
+
+
 def report(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("generated", type=Path)
     parser.add_argument("--reference", type=Path, required=True)
@@ -277,6 +298,8 @@ VERBS = {
                            "TSV", score_variants),
     "embed": Verb("embed:embed", "per-sequence (and per-position) embeddings of FASTA records or BED intervals, as "
                   ".npz", embed),
+    "evaluate-eqtl": Verb("eqtl:evaluate_eqtl", "eQTL variant effects: an RBF-SVM on embeddings per TSS-distance "
+                          "bucket (the Caduceus protocol), beside the zero-shot score", evaluate_eqtl),
     "report": Verb("report:report", "k-mer spectra, GC and diversity of generated DNA vs a reference", report),
     "describe": Verb("report:describe", "build a backbone preset and print its parameter counts", describe),
 }

@@ -145,16 +145,20 @@ class Model(ABC):
         return Conditioning()
 
     @torch.no_grad()
-    def embed(self, tokens: np.ndarray, conjoin: bool) -> np.ndarray:
+    def embed(self, tokens: np.ndarray, conjoin: bool, positions: np.ndarray | None = None) -> np.ndarray:
         """Per-position embeddings [B, L, D] (float32) of clean sequences [B, L] of one length (no padding, which a
         bidirectional model would read): the backbone's final normed features, forward strand or both strands
-        averaged (`conjoin`). Every DNA kind has them; the text DiT refuses."""
+        averaged (`conjoin`). `positions` [K] keeps only those rows ([B, K, D]; repeats allowed), chosen on the
+        device so a long window's other rows never leave it. Every DNA kind has them; the text DiT refuses."""
         backbone = self.network.backbone
         if not isinstance(backbone, Caduceus):
             raise ModelMismatchError(f"{self.source}: embed reads a DNA backbone's features (caduceus); this model's "
                                      f"backbone is {self.spec.backbone.get('architecture')}")
         ids = torch.as_tensor(np.asarray(tokens, dtype=np.int64), device=self.device)
-        return strand_features(backbone, ids, conjoin).float().cpu().numpy()
+        features = strand_features(backbone, ids, conjoin)
+        if positions is not None:
+            features = features[:, torch.as_tensor(positions, device=features.device)]
+        return features.float().cpu().numpy()
 
     def require_masked_sampler(self, sampler: Sampler) -> None:
         """A masked-diffusion kind refuses a sampler of another process, naming the one it needs."""
