@@ -21,7 +21,12 @@ from mdlm_bio.dna.eqtl import VariantWindows
 from mdlm_bio.dna.eqtl_svm import Bucket, ProbeSettings, probe_buckets, training_subset
 from mdlm_bio.dna.tokenizer import N, decode, encode
 from mdlm_bio.models import load_model
+from mdlm_bio.dna.nt_tasks import select_nt_tasks
+from mdlm_bio.tasks.benchmark_table import SeedResult
+from mdlm_bio.tasks.benchmark_table import write_results as write_gb_results
 from mdlm_bio.tasks.eqtl import conjoin_by_split
+from mdlm_bio.tasks.nt_table import NtResult
+from mdlm_bio.tasks.nt_table import write_results as write_nt_results
 
 COLUMNS = ["CHROM", "POS", "ALT", "label", "tissue", "distance_to_nearest_TSS", "split"]
 WINDOW = 200
@@ -183,3 +188,29 @@ def test_bad_tables_are_refused_with_the_reason(run_dir, heldout, tmp_path, caps
         write_table(path, rows)
         assert message in error_of(capsys, ["evaluate-eqtl", "--ckpt", str(run_dir), "--reference", str(reference),
                                             "--variants", str(path), "--out-dir", str(tmp_path / "out")])
+
+
+def test_one_benchmark_table_holds_every_suite_beside_the_published_numbers(eqtl_run, tmp_path, capsys):
+    """Genomic Benchmarks and NT results as their sweeps write them (here from given per-seed scores), the eQTL run
+    above, and the table that combines them, column per run folder."""
+    gb, nt = tmp_path / "gb-tiny", tmp_path / "nt-tiny"
+    write_gb_results([SeedResult("demo_human_or_worm", seed, accuracy, 0.9, 90, 10, 50, "")
+                      for seed, accuracy in ((1, 0.90), (2, 0.94))], gb, "scratch caduceus-tiny")
+    write_nt_results([NtResult("H3", "matthews", 1e-3, 32, seed, seed - 1, score, 0.5, 90, 10, 40, None)
+                      for seed, score in ((1, 0.40), (2, 0.52))], select_nt_tasks(["H3"]), nt, "scratch caduceus-tiny")
+    (tmp_path / "glue").mkdir()
+    (tmp_path / "glue" / "results.json").write_text(json.dumps({"model": "bert", "summary": {}, "paper": {}}))
+    from mdlm_bio.cli import main
+
+    main(["benchmark", str(gb), str(nt / "results.json"), str(eqtl_run[0] / "out"), "--out", str(tmp_path / "all.md")])
+    table = (tmp_path / "all.md").read_text()
+    assert "| demo_human_or_worm | 0.920 ± 0.028 | 0.930 |" in table  # ours, then the GB paper's CNN
+    assert "| H3 | matthews | 0.460 ± 0.120 | 0.719 ± 0.048 |" in table  # ours (mean ± max-min), then Enformer
+    eqtl = json.loads((eqtl_run[0] / "out" / "results.json").read_text())["summary"]
+    low = eqtl["probe"]["0-30k"]
+    assert f"| 0-30k | {low['mean']:.3f} ± {low['std']:.3f}; zero-shot {eqtl['zero_shot']['minus_score']['0-30k']:.3f} |" in table
+    assert json.loads((tmp_path / "all.json").read_text())["runs"]["out"]["benchmark"] == "eqtl"
+    assert "is not a result of finetune genomic-benchmarks" in error_of(
+        capsys, ["benchmark", str(tmp_path / "glue"), "--out", str(tmp_path / "x.md")])
+    assert "two runs share a folder name" in error_of(capsys, ["benchmark", str(gb), str(gb)])
+    assert "results file not found" in error_of(capsys, ["benchmark", str(tmp_path / "nowhere")])

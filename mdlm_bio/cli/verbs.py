@@ -263,6 +263,13 @@ def evaluate_eqtl(parser: argparse.ArgumentParser) -> None:
     add_memory_option(parser)
 
 
+def benchmark(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("results", type=Path, nargs="+", metavar="RUN", help="run folders (or their results.json) of "
+                        "finetune genomic-benchmarks, finetune nucleotide-transformer and evaluate-eqtl")
+    parser.add_argument("--out", type=Path, default=Path("benchmark.md"), help="the table (Markdown), with its .json "
+                        "beside it (default: benchmark.md)")
+
+
 def report(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("generated", type=Path)
     parser.add_argument("--reference", type=Path, required=True)
@@ -300,6 +307,8 @@ VERBS = {
                   ".npz", embed),
     "evaluate-eqtl": Verb("eqtl:evaluate_eqtl", "eQTL variant effects: an RBF-SVM on embeddings per TSS-distance "
                           "bucket (the Caduceus protocol), beside the zero-shot score", evaluate_eqtl),
+    "benchmark": Verb("benchmark_suite:benchmark", "one table across Genomic Benchmarks, Nucleotide Transformer "
+                      "and eQTL runs, beside the published numbers", benchmark),
     "report": Verb("report:report", "k-mer spectra, GC and diversity of generated DNA vs a reference", report),
     "describe": Verb("report:describe", "build a backbone preset and print its parameter counts", describe),
 }

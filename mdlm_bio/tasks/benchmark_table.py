@@ -83,6 +83,7 @@ def write_results(results: Sequence[SeedResult], out_dir: Path, title: str) -> t
     """results.json (per seed, summary, and the published numbers) and results.md in out_dir."""
     published = published_results()
     summary = summarise(results)
-    payload = {"model": title, "summary": summary, "runs": [asdict(r) for r in results], "published": published}
+    payload = {"benchmark": "genomic-benchmarks", "model": title, "summary": summary,
+               "runs": [asdict(r) for r in results], "published": published}
     markdown_path = write_json_and_markdown(out_dir, "results", payload, markdown_table(summary, published, title))
     return out_dir / "results.json", markdown_path
