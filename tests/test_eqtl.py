@@ -19,9 +19,9 @@ from test_score_variants import heldout, run, tsv_rows, write_vcf  # noqa: F401 
 
 from mdlm_bio.dna.eqtl import VariantWindows
 from mdlm_bio.dna.eqtl_svm import Bucket, ProbeSettings, probe_buckets, training_subset
+from mdlm_bio.dna.nt_tasks import select_nt_tasks
 from mdlm_bio.dna.tokenizer import N, decode, encode
 from mdlm_bio.models import load_model
-from mdlm_bio.dna.nt_tasks import select_nt_tasks
 from mdlm_bio.tasks.benchmark_table import SeedResult
 from mdlm_bio.tasks.benchmark_table import write_results as write_gb_results
 from mdlm_bio.tasks.eqtl import conjoin_by_split
