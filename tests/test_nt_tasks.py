@@ -58,3 +58,15 @@ def test_bad_task_files_are_named(tmp_path):
         read_task_split(nt_tasks()["H3"], "train", tmp_path)
     with pytest.raises(FileNotFoundError, match=f"no test table in {tmp_path / 'H3'}"):
         read_task_split(nt_tasks()["H3"], "test", tmp_path)
+
+
+def test_a_hub_copy_that_needs_its_loading_script_says_how_to_make_local_tables(monkeypatch):
+    import datasets
+
+    def scripted(*args, **kwargs):
+        raise RuntimeError("Dataset scripts are no longer supported, but found nucleotide_transformer_downstream_tasks.py")
+
+    monkeypatch.setattr(datasets, "load_dataset", scripted)
+    with pytest.raises(ValueError, match="is read by a loading script, which datasets .* does not run; export the tasks "
+                                         "once with datasets<4 .*'H3'.*to_json\\('DIR/H3/test.jsonl'\\)"):
+        read_task_split(nt_tasks()["H3"], "test", None)

@@ -245,7 +245,8 @@ def embed(parser: argparse.ArgumentParser) -> None:
 def evaluate_eqtl(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt", required=True, help=CKPT_HELP)
     parser.add_argument("--reference", type=Path, required=True, help="hg38 FASTA, plain or bgzip (indexed next to it "
-                        "on first use), the genome the windows are cut from (mdlm-bio data hg38 fetches UCSC's)")
+                        "on first use), the genome the windows are cut from (`mdlm-bio data hg38` fetches UCSC's "
+                        "hg38.fa.gz: gunzip it)")
     parser.add_argument("--variants", type=Path, default=None, help="the benchmark's table in its columns (CHROM, "
                         "POS, ALT, label, tissue, distance_to_nearest_TSS, split), .csv/.tsv/.jsonl/.parquet "
                         "(default: variant_effect_causal_eqtl/All_Tissues.csv from the hub, "

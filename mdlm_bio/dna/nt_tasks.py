@@ -57,10 +57,8 @@ def select_nt_tasks(names: list[str] | None) -> list[NtTask]:
 def read_task_split(task: NtTask, split: str, data_dir: Path | None) -> LabelledSequences:
     """One split (train or test) of a task, its labels checked against the task's classes."""
     if data_dir is None:
-        import datasets
-
         where = f"{HUB_DATASET} {task.name}/{split}"
-        sequences, labels = _encoded(datasets.load_dataset(HUB_DATASET, task.name, split=split))
+        sequences, labels = _encoded(_hub_split(task, split))
     else:
         path = find_table(data_dir / task.name, split, FASTA_SUFFIXES)
         where = str(path)
@@ -71,6 +69,22 @@ def read_task_split(task: NtTask, split: str, data_dir: Path | None) -> Labelled
         raise ValueError(f"{where}: labels must be integers 0 to {task.classes - 1} for {task.name}; found "
                          f"{sorted(set(labels.tolist()))[:5]}")
     return LabelledSequences(sequences, labels.astype(np.int64), task.class_names)
+
+
+def _hub_split(task: NtTask, split: str) -> Any:
+    """The split from the hub through 🤗 datasets; a copy that only its loading script can read (which datasets 4
+    and later refuse to run) is an error saying how to make the local tables instead."""
+    import datasets
+
+    try:
+        return datasets.load_dataset(HUB_DATASET, task.name, split=split)
+    except RuntimeError as error:
+        if "scripts are no longer supported" not in str(error):
+            raise
+        raise ValueError(f"{HUB_DATASET} is read by a loading script, which datasets {datasets.__version__} does not "
+                         f"run; export the tasks once with datasets<4 (load_dataset(..., '{task.name}', "
+                         f"trust_remote_code=True)['{split}'].to_json('DIR/{task.name}/{split}.jsonl')) and pass "
+                         f"--data-dir DIR") from None
 
 
 def _encoded(table: Any) -> tuple[list[np.ndarray], list[int]]:
