@@ -8,7 +8,7 @@ since the hub is out of reach: every command of the suite runs as a user would r
    by Matthews correlation, promoter_tata by F1), with the tiny preset's 3-fold cross-validation;
 4. `evaluate-eqtl` on synthetic "eQTLs" placed on the C. elegans records: a variant is "causal" when its
    neighbourhood (the SNP +- 32 bases) is GC-richer than the median, a rule the embeddings can carry; distances to
-   the "TSS" are drawn across the three buckets; the held-out records are the test split;
+   the "TSS" are drawn across the three buckets; the held-out records are the test split (a quarter of the rows);
 5. `benchmark` over all of it.
 
 The task names of steps 3 and 4 are placeholders for proxies: their published columns are the real tasks' numbers
@@ -56,8 +56,10 @@ def eqtl_fixture(out: Path, variants: int, seed: int = 0) -> tuple[Path, Path]:
     reference = out / "c_elegans.fa"
     reference.write_text("".join(f">{name}\n{bases}\n" for name, bases in records.items()))
     rng, rows = np.random.default_rng(seed), []
-    for index in range(variants):
-        name = list(records)[index % len(records)]
+    held_out = [name for name in records if name in BUNDLED_VALID_RECORDS]
+    training = [name for name in records if name not in held_out]
+    for _ in range(variants):
+        name = str(rng.choice(held_out if rng.random() < 0.25 else training))  # a quarter for test
         bases = records[name]
         position = int(rng.integers(600, len(bases) - 600))
         if bases[position - 1] not in "ACGT":

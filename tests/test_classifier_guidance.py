@@ -13,7 +13,7 @@ from mdlm_bio.diffusion.sampler_registry import make_sampler
 from mdlm_bio.dna.tokenizer import BASE_IDS, MASK, N
 from mdlm_bio.errors import CheckpointError
 from mdlm_bio.models.diffusion_model import DiffusionModel
-from mdlm_bio.tasks.finetune import scratch_backbone
+from mdlm_bio.tasks.classifier_runs import scratch_backbone
 from mdlm_bio.tasks.guidance_choice import GuidanceChoice, guidance_choice
 from mdlm_bio.training.classifier import SequenceClassifier, load_classifier
 from mdlm_bio.training.config import load_config, to_plain

@@ -32,7 +32,8 @@ from mdlm_bio.dna.benchmarks import (
 )
 from mdlm_bio.dna.strands import other_strand
 from mdlm_bio.dna.tokenizer import PAD, SequenceError, decode
-from mdlm_bio.tasks.finetune import pretrained_backbone, select_datasets
+from mdlm_bio.tasks.classifier_runs import pretrained_backbone
+from mdlm_bio.tasks.finetune import select_datasets
 from mdlm_bio.training.classifier import SequenceClassifier, load_classifier, mean_pool
 from mdlm_bio.training.config import ConfigError, load_config
 from mdlm_bio.training.data import preset_backbone

@@ -18,7 +18,7 @@ from mdlm_bio.cli import main
 from mdlm_bio.dna.benchmarks import LabelledSequences, fold_split, stratified_folds
 from mdlm_bio.dna.nt_tasks import nt_tasks
 from mdlm_bio.dna.tokenizer import encode
-from mdlm_bio.tasks.finetune import scratch_backbone
+from mdlm_bio.tasks.classifier_runs import scratch_backbone
 from mdlm_bio.training.classifier import SequenceClassifier, load_classifier
 from mdlm_bio.training.config import load_config, to_plain
 from mdlm_bio.training.data.labelled import LabelledDataModule, collate

@@ -7,20 +7,13 @@ run_dir skips those, so an interrupted sweep continues where it stopped.
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig
-from torch import nn
 
-from ..backbones import load_preset
 from ..dna.benchmarks import (
     OPTIONAL_DATASETS,
     STANDARD_DATASETS,
@@ -32,39 +25,20 @@ from ..dna.benchmarks import (
     resolve_data_dir,
 )
 from ..dna.nt_tasks import HUB_DATASET as NT_HUB_DATASET
-from ..dna.tokenizer import BASE_IDS, COMPLEMENT_MAP
 from ..locks import exclusive_on_rank_zero
-from ..models import load_model
-from ..training.callbacks import StopOnNonFinite
-from ..training.classifier import SequenceClassifier, logged_metric
+from ..training.classifier import SequenceClassifier
 from ..training.config import check_same_settings, load_config, save_config, to_plain
 from ..training.data.labelled import LabelledDataModule
-from ..training.limits import check_training_memory
 from ..training.terminal import quiet_lightning
-from ..training.trainer import build_trainer
 from .benchmark_table import SeedResult, write_results
+from .classifier_runs import ClassifierFactory, build_classifier, fit_and_test, pretrained_backbone
 
 GLUE, NUCLEOTIDE_TRANSFORMER = "glue", "nucleotide-transformer"
 HUB_BENCHMARKS = {GLUE: "nyu-mll/glue", NUCLEOTIDE_TRANSFORMER: NT_HUB_DATASET}  # read from the hub, not downloaded
-ClassifierFactory = Callable[[dict[str, Any], dict[str, Any], list[str]], SequenceClassifier]
 DEFAULT_SEEDS = 5  # Genomic Benchmarks' seeds per dataset, as Caduceus and MDLM report
-BEST_CHECKPOINT = "best.ckpt"
 # Settings that change results; a run folder holding results made with other values is refused.
 RESULT_DEFINING = ("init_from", "generator", "model", "optim", "epochs", "data.valid_fraction", "data.batch_size",
                    "data.rc_augment", "data.max_length", "data.max_length_per_dataset")
-
-
-def pretrained_backbone(source: str | Path, trusted: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(backbone settings, backbone weights) of a DNA model: an mdlm-bio run folder or .ckpt (EMA weights where
-    trained with EMA), or a published Caduceus checkpoint (a local file or hf:kuleshov-group/caduceus-...)."""
-    model = load_model(source, trusted=trusted).require_track("dna", "finetune")
-    return dict(model.spec.backbone), model.network.backbone.state_dict()
-
-
-def scratch_backbone(model: dict[str, Any]) -> dict[str, Any]:
-    """The backbone trained from scratch: the preset with the run's overrides, on the DNA vocabulary."""
-    overrides = [f"{key}={value}" for key, value in (model.get("overrides") or {}).items()]
-    return {**load_preset(model["preset"], overrides), "complement_map": list(COMPLEMENT_MAP)}
 
 
 def select_datasets(requested: list[str] | None, data_dir: Path) -> list[str]:
@@ -83,45 +57,6 @@ def select_datasets(requested: list[str] | None, data_dir: Path) -> list[str]:
 
 def max_length_of(config: DictConfig, dataset: str) -> int:
     return int(config.data.max_length_per_dataset.get(dataset, config.data.max_length))
-
-
-def build_classifier(plain: dict[str, Any], init: tuple[dict[str, Any], dict[str, Any]] | None, classes: list[str],
-                     make_classifier: ClassifierFactory) -> SequenceClassifier:
-    """The classifier of a run's config: the pretrained backbone's architecture and weights (`init`), or the preset
-    from scratch."""
-    module = make_classifier(plain, init[0] if init else scratch_backbone(plain["model"]), classes)
-    if init:
-        module.backbone.load_state_dict(init[1])
-    return module
-
-
-@dataclass(frozen=True)
-class FittedRun:
-    test_metrics: dict[str, float]
-    best_val_score: float
-    checkpoint: Path
-
-
-def fit_and_test(plain: dict[str, Any], run_dir: Path, module: SequenceClassifier, data: LabelledDataModule,
-                 ignore_memory_limit: bool) -> FittedRun:
-    """Train for the config's epochs, keep the checkpoint best on the classifier's validation metric, and score the
-    test split with it. A step that would not fit in the device's free memory is refused first, unless
-    `ignore_memory_limit`."""
-    checkpoints = run_dir / "checkpoints"
-    shutil.rmtree(checkpoints, ignore_errors=True)  # left by an interrupted attempt at this run: start over
-    best = ModelCheckpoint(dirpath=checkpoints, filename=BEST_CHECKPOINT.removesuffix(".ckpt"),
-                           monitor=logged_metric("val", module.metric), mode="max")
-    trainer = build_trainer(plain["trainer"], run_dir, [best, StopOnNonFinite()], [CSVLogger(run_dir, name="logs")],
-                            plain["optim"]["grad_clip"], max_epochs=plain["epochs"])
-    if not ignore_memory_limit:
-        check_training_memory(
-            module, trainer, data.batch_size, data.max_length,
-            lambda probe: nn.functional.cross_entropy(module(probe, torch.ones_like(probe)), probe.new_zeros(len(probe))),
-            token=BASE_IDS[0], extra_copies=0, smaller="lower data.batch_size or data.max_length")
-    trainer.fit(module, datamodule=data)
-    (metrics,) = trainer.test(module, datamodule=data, ckpt_path=best.best_model_path, verbose=False)
-    return FittedRun({name: float(value) for name, value in metrics.items()}, float(best.best_model_score),
-                     Path(best.best_model_path))
 
 
 def finetune_one(

@@ -24,7 +24,7 @@ from ..training.classifier import SequenceClassifier, logged_metric
 from ..training.config import ConfigError, check_same_settings, save_config, to_plain
 from ..training.data.labelled import LabelledDataModule
 from ..training.terminal import quiet_lightning
-from .finetune import build_classifier, fit_and_test, pretrained_backbone
+from .classifier_runs import build_classifier, fit_and_test, pretrained_backbone
 from .nt_table import NtResult, write_results
 
 # Settings that change results; a run folder holding results made with other values is refused.
