@@ -38,6 +38,8 @@ def test_bad_arguments_paths_and_inputs_are_refused_without_importing_torch(tmp_
                         "chr1\t20\t.\tA\tG\t.\t.\t.\nchr1\t10\t.\tA\tG\t.\t.\t.\n")
     reference = tmp_path / "ref.fa"
     reference.write_text(">chr1\n" + "ACGT" * 10 + "\n")
+    eqtl = tmp_path / "eqtl.csv"  # a chromosome the reference lacks
+    eqtl.write_text("CHROM,POS,ALT,label,tissue,distance_to_nearest_TSS,split\nchr2,5,A,1,Lung,100,train\n")
     seen = run_in_fresh_process(
         ["score", "--ckpt", str(tmp_path / "no-run"), str(fasta)],
         ["score", "--ckpt", str(tmp_path / "no-run"), str(tmp_path / "missing.fa")],
@@ -45,8 +47,10 @@ def test_bad_arguments_paths_and_inputs_are_refused_without_importing_torch(tmp_
         ["sample", "--ckpt", str(tmp_path / "no-run"), "--num", "0"],
         ["sample", "--ckpt", str(tmp_path / "no-run"), "--sampler", "confidence", "--remask", "cap"],
         ["infill", "--ckpt", str(tmp_path / "no-run"), str(fasta), "--out", "/proc/no/such.fa"],
+        ["evaluate-eqtl", "--ckpt", str(tmp_path / "no-run"), "--reference", str(reference), "--variants", str(eqtl)],
+        ["benchmark", str(tmp_path / "no-run")],
     )
-    assert seen["codes"] == [2] * 6
+    assert seen["codes"] == [2] * 8
     assert "torch" not in seen["modules"]
 
 

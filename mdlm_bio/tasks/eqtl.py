@@ -60,18 +60,20 @@ def evaluate_eqtl(ckpt: str, *, reference: Path, variants: Path | None, window: 
                   ignore_memory_limit: bool) -> None:
     """Embed and score every variant (resumably), probe each bucket, and write results.json/.md in `out_dir`."""
     settings = eqtl_settings()
+    window = window or int(settings["window"])
     table = variants or hub_table()
     data = read_variants(table)
-    model = load_for(ckpt, device, "dna", "evaluate-eqtl", trust_checkpoint)
-    window = window or int(settings["window"])
-    model.check_memory(batch_size, window, 0, f"embedding {batch_size} windows of {window:,} bases at once",
-                       "lower --batch-size, or pass a shorter --window", ignore_memory_limit)
-    conjoin = conjoin_by_split(strands, bool(getattr(model.network.backbone, "rcps", False)))
-    job = {"command": "evaluate-eqtl", "model": source_identity(ckpt), "variants": file_identity(table),
-           "reference": file_identity(reference), "window": window, "pool_width": settings["pool_width"],
-           "max_n_fraction": settings["max_n_fraction"], "conjoin": conjoin, "version": __version__}
-    windows = VariantWindows(reference, window, float(settings["max_n_fraction"]))
+    windows = VariantWindows(reference, window, float(settings["max_n_fraction"]))  # a bad reference fails here
     try:
+        for chrom in sorted(set(data.chrom.tolist())):  # so does a chromosome it lacks, before the model loads
+            windows.contig(chrom)
+        model = load_for(ckpt, device, "dna", "evaluate-eqtl", trust_checkpoint)
+        model.check_memory(batch_size, window, 0, f"embedding {batch_size} windows of {window:,} bases at once",
+                           "lower --batch-size, or pass a shorter --window", ignore_memory_limit)
+        conjoin = conjoin_by_split(strands, bool(getattr(model.network.backbone, "rcps", False)))
+        job = {"command": "evaluate-eqtl", "model": source_identity(ckpt), "variants": file_identity(table),
+               "reference": file_identity(reference), "window": window, "pool_width": settings["pool_width"],
+               "max_n_fraction": settings["max_n_fraction"], "conjoin": conjoin, "version": __version__}
         folder = _features_folder(Path(out_dir), job)
         splits = {split: _split_features(model, data, split, windows, conjoin[split], int(settings["pool_width"]),
                                          batch_size, folder) for split in ("train", "test")}
