@@ -157,9 +157,10 @@ def _zero_shot(model: Model, ref: np.ndarray, alt: np.ndarray, site: int) -> np.
 
 
 def _spread_rows(parts: list[np.ndarray], reasons: np.ndarray, width: int | None) -> np.ndarray:
-    """The kept rows' values placed at their rows of the chunk, NaN at left-out rows."""
+    """The kept rows' values placed at their rows of the chunk, NaN at left-out rows (in the values' own precision:
+    embeddings stay float32)."""
     shape = (len(reasons),) if width is None else (len(reasons), width)
-    out = np.full(shape, np.nan, dtype=np.float64)
+    out = np.full(shape, np.nan, dtype=parts[0].dtype if parts else np.float64)
     if parts:
         out[reasons == ""] = np.concatenate(parts)
     return out
