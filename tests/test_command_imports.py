@@ -39,7 +39,8 @@ def test_bad_arguments_paths_and_inputs_are_refused_without_importing_torch(tmp_
     reference = tmp_path / "ref.fa"
     reference.write_text(">chr1\n" + "ACGT" * 10 + "\n")
     eqtl = tmp_path / "eqtl.csv"  # a chromosome the reference lacks
-    eqtl.write_text("CHROM,POS,ALT,label,tissue,distance_to_nearest_TSS,split\nchr2,5,A,1,Lung,100,train\n")
+    eqtl.write_text("CHROM,POS,ALT,label,tissue,distance_to_nearest_TSS,split\nchr2,5,A,1,Lung,100,train\n"
+                    "chr2,9,C,0,Lung,100,test\n")
     seen = run_in_fresh_process(
         ["score", "--ckpt", str(tmp_path / "no-run"), str(fasta)],
         ["score", "--ckpt", str(tmp_path / "no-run"), str(tmp_path / "missing.fa")],

@@ -182,6 +182,7 @@ def test_bad_tables_are_refused_with_the_reason(run_dir, heldout, tmp_path, caps
         ([{**good[0], "ALT": "AT"}], "ALT must be one base A, C, G or T (the benchmark holds SNPs); found ['AT']"),
         ([{key: value for key, value in good[0].items() if key != "tissue"}], "no ['tissue'] column(s)"),
         ([{**good[0], "label": 2}], "labels must be 0 or 1"),
+        ([{**good[0], "split": "train"}], "no test rows; the probe trains on train rows and scores test rows"),
     ]
     for index, (rows, message) in enumerate(cases):
         path = tmp_path / f"bad{index}.csv"
@@ -214,3 +215,28 @@ def test_one_benchmark_table_holds_every_suite_beside_the_published_numbers(eqtl
         capsys, ["benchmark", str(tmp_path / "glue"), "--out", str(tmp_path / "x.md")])
     assert "two runs share a folder name" in error_of(capsys, ["benchmark", str(gb), str(gb)])
     assert "results file not found" in error_of(capsys, ["benchmark", str(tmp_path / "nowhere")])
+
+
+def test_a_chunk_whose_variants_are_all_left_out_is_counted_not_joined(run_dir, heldout, tmp_path, monkeypatch):  # noqa: F811
+    """Features are joined across chunks of kept rows only; a split with none kept is an error with the reasons."""
+    from mdlm_bio.cli import main
+    from mdlm_bio.tasks import eqtl
+
+    reference, bases = heldout
+    rows = fixture_rows(bases, 24)
+    for row in rows[:6]:  # every train row of the first chunk sits at a record's start
+        row["POS"] = 3
+    write_table(tmp_path / "variants.csv", rows)
+    monkeypatch.setattr(eqtl, "CHUNK", 2)
+    main(["evaluate-eqtl", "--ckpt", str(run_dir), "--reference", str(reference), "--variants",
+          str(tmp_path / "variants.csv"), "--window", str(WINDOW), "--out-dir", str(tmp_path / "out")])
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    off = sum(row["split"] == "train" and row["POS"] <= WINDOW // 2 for row in rows)
+    assert off >= 4 and results["left_out"]["train"] == {"window off the chromosome": off}
+    assert results["summary"]["kept"]["train"] == sum(r["split"] == "train" for r in rows) - off
+    write_table(tmp_path / "none.csv", [{**row, "POS": 3} for row in rows])
+    with pytest.raises(ValueError, match="no train variant could be cut from the reference: "
+                                         "{'window off the chromosome': 16}"):
+        eqtl.evaluate_eqtl(str(run_dir), reference=reference, variants=tmp_path / "none.csv", window=WINDOW,
+                           out_dir=tmp_path / "none", strands="auto", batch_size=4, device="cpu",
+                           trust_checkpoint=False, ignore_memory_limit=False)

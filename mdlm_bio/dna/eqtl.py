@@ -75,6 +75,9 @@ def read_variants(path: Path) -> EqtlVariants:
     bad = sorted(set(alt.tolist()) - set("ACGT"))
     if bad:
         raise ValueError(f"{path}: ALT must be one base A, C, G or T (the benchmark holds SNPs); found {bad[:5]}")
+    missing = [name for name in SPLITS if name not in set(split.tolist())]
+    if missing:
+        raise ValueError(f"{path}: no {missing[0]} rows; the probe trains on train rows and scores test rows")
     return EqtlVariants(columns["CHROM"].astype(str), columns["POS"].astype(np.int64), alt,
                         np.char.upper(columns["REF"].astype(str)) if "REF" in columns else None,
                         label.astype(np.int64), columns["tissue"].astype(str),

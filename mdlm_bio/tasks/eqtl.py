@@ -118,11 +118,13 @@ def _split_features(model: Model, data: EqtlVariants, split: str, windows: Varia
                 parts.append({key: stored[key] for key in stored.files})
             progress.update(len(chunk))
     reasons = np.concatenate([part["left_out"] for part in parts])
-    kept = reasons == ""
-    return SplitFeatures(np.concatenate([part["rows"] for part in parts])[kept],
-                         np.concatenate([part["features"] for part in parts])[kept],
-                         np.concatenate([part["scores"] for part in parts])[kept],
-                         {str(reason): int(count) for reason, count in zip(*np.unique(reasons[~kept], return_counts=True))})
+    left_out = {str(reason): int(count) for reason, count in zip(*np.unique(reasons[reasons != ""], return_counts=True))}
+    kept = [{key: part[key][part["left_out"] == ""] for key in ("rows", "features", "scores")} for part in parts
+            if (part["left_out"] == "").any()]  # a chunk with no kept row has no feature width to join
+    if not kept:
+        raise ValueError(f"no {split} variant could be cut from the reference: {left_out}")
+    return SplitFeatures(*(np.concatenate([part[key] for part in kept]) for key in ("rows", "features", "scores")),
+                         left_out)
 
 
 def _chunk_features(model: Model, data: EqtlVariants, chunk: np.ndarray, windows: VariantWindows, conjoin: bool,
