@@ -1,16 +1,26 @@
 """Benchmark tables kept on disk instead of the hub: TASK/SPLIT.{jsonl,json,csv,tsv,parquet} in a folder, read with
-🤗 datasets into the schema the hub dataset has (GLUE's tasks, the Nucleotide Transformer's)."""
+🤗 datasets into the schema the hub dataset has (GLUE's tasks, the Nucleotide Transformer's); and each benchmark's
+settings and published numbers, configs/benchmarks/NAME.yaml."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from omegaconf import OmegaConf
 
 if TYPE_CHECKING:
     import datasets
 
 Task = TypeVar("Task")
+
+def benchmark_settings(name: str) -> dict[str, Any]:
+    """configs/benchmarks/NAME.yaml (shipped as mdlm_bio.configs) as plain Python data."""
+    text = (resources.files("mdlm_bio.configs") / "benchmarks" / f"{name}.yaml").read_text()
+    return OmegaConf.to_container(OmegaConf.create(text))  # type: ignore[return-value]
+
 
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
 

@@ -10,14 +10,12 @@ anything but ACGT read as N. The loader's dataset script needs a `datasets` olde
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import OmegaConf
 
-from ..tables import LOCAL_FORMATS, read_table
+from ..tables import LOCAL_FORMATS, benchmark_settings, read_table
 from .tokenizer import BASE_IDS, N, encode
 from .vcf import Reference
 
@@ -25,8 +23,7 @@ SPLITS = ("train", "test")
 
 
 def eqtl_settings() -> dict[str, Any]:
-    text = (resources.files("mdlm_bio.configs") / "benchmarks" / "eqtl.yaml").read_text()
-    return OmegaConf.to_container(OmegaConf.create(text))  # type: ignore[return-value]
+    return benchmark_settings("eqtl")
 
 
 @dataclass(frozen=True)
@@ -65,7 +62,8 @@ def read_variants(path: Path) -> EqtlVariants:
     table = read_table(path, "variants", tuple(eqtl_settings()["dataset"]["columns"]))
     columns = {name: np.asarray(table[name]) for name in table.column_names}
     split = columns["split"].astype(str)
-    unknown = sorted(set(split.tolist()) - set(SPLITS))
+    present = set(split.tolist())
+    unknown = sorted(present - set(SPLITS))
     if unknown or not len(split):
         raise ValueError(f"{path}: the split column must hold train or test, found {unknown or 'no rows'}")
     label = columns["label"]
@@ -75,7 +73,7 @@ def read_variants(path: Path) -> EqtlVariants:
     bad = sorted(set(alt.tolist()) - set("ACGT"))
     if bad:
         raise ValueError(f"{path}: ALT must be one base A, C, G or T (the benchmark holds SNPs); found {bad[:5]}")
-    missing = [name for name in SPLITS if name not in set(split.tolist())]
+    missing = [name for name in SPLITS if name not in present]
     if missing:
         raise ValueError(f"{path}: no {missing[0]} rows; the probe trains on train rows and scores test rows")
     return EqtlVariants(columns["CHROM"].astype(str), columns["POS"].astype(np.int64), alt,

@@ -9,14 +9,12 @@ whose record names end in |LABEL (the integer class). Classes are the task's int
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import OmegaConf
 
-from ..tables import find_table, read_table, select_named
+from ..tables import benchmark_settings, find_table, read_table, select_named
 from .benchmarks import LabelledSequences
 from .fasta import read_fasta
 from .tokenizer import encode
@@ -39,8 +37,7 @@ class NtTask:
 
 
 def nt_settings() -> dict[str, Any]:
-    text = (resources.files("mdlm_bio.configs") / "benchmarks" / "nucleotide-transformer.yaml").read_text()
-    return OmegaConf.to_container(OmegaConf.create(text))  # type: ignore[return-value]
+    return benchmark_settings("nucleotide-transformer")
 
 
 def nt_tasks() -> dict[str, NtTask]:

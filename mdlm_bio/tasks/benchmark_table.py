@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import OmegaConf
 
 from ..io import write_json_and_markdown
+from ..tables import benchmark_settings
 
 
 @dataclass(frozen=True)
@@ -29,8 +28,7 @@ class SeedResult:
 
 def published_results() -> dict[str, Any]:
     """configs/benchmarks/genomic-benchmarks.yaml: sources, shown columns, and results per paper and model."""
-    text = (resources.files("mdlm_bio.configs") / "benchmarks" / "genomic-benchmarks.yaml").read_text()
-    return OmegaConf.to_container(OmegaConf.create(text))  # type: ignore[return-value]
+    return benchmark_settings("genomic-benchmarks")
 
 
 def summarise(results: Sequence[SeedResult]) -> dict[str, dict[str, Any]]:

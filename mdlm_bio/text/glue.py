@@ -8,14 +8,12 @@ integer class, or a float for STS-B), as the hub's `glue` dataset has them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import datasets
-from omegaconf import OmegaConf
 
-from ..tables import find_table, read_table, select_named
+from ..tables import benchmark_settings, find_table, read_table, select_named
 from .tokenizer import TextTokenizer
 
 
@@ -39,8 +37,7 @@ class GlueTask:
 
 
 def glue_settings() -> dict[str, Any]:
-    text = (resources.files("mdlm_bio.configs") / "benchmarks" / "glue.yaml").read_text()
-    return OmegaConf.to_container(OmegaConf.create(text))  # type: ignore[return-value]
+    return benchmark_settings("glue")
 
 
 def glue_tasks() -> dict[str, GlueTask]:
