@@ -88,14 +88,10 @@ def probe_buckets(train_x: np.ndarray, train_y: np.ndarray, train_distance: np.n
             results[bucket.name] = {"skipped": "the bucket lacks causal or non-causal variants in train or test",
                                     **sizes}
             continue
-        by_c = {}
-        for c in settings.cs:
-            by_c[c] = []
-            for seed in settings.seeds:
-                chosen = train_rows[training_subset(len(train_rows), settings.subset, seed)]
-                one_class = len(np.unique(train_y[chosen])) < 2
-                by_c[c].append(float("nan") if one_class else
-                               svm_auroc(train_x[chosen], train_y[chosen], test_x[test_rows], test_y[test_rows], c))
+        subsets = [train_rows[training_subset(len(train_rows), settings.subset, seed)] for seed in settings.seeds]
+        by_c = {c: [float("nan") if len(np.unique(train_y[chosen])) < 2 else
+                    svm_auroc(train_x[chosen], train_y[chosen], test_x[test_rows], test_y[test_rows], c)
+                    for chosen in subsets] for c in settings.cs}
         best = max(by_c, key=lambda c: np.nan_to_num(np.nanmean(by_c[c]), nan=-1.0))
         results[bucket.name] = {"c": best, **spread(by_c[best]), "by_c": {f"{c:g}": v for c, v in by_c.items()},
                                 **sizes}
